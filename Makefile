@@ -1,0 +1,61 @@
+# Two commands: `make run` and `make test`. Both install missing Debian
+# packages first (scripts/deps.sh, quiet when nothing is missing).
+CC  := clang
+CXX := clang++
+export CC CXX
+JOBS ?= $(shell nproc)
+FUZZ_SECONDS ?= 60
+RELEASE_DIR := build/release
+TEST_DIR := build/test
+FUZZ_DIR := build/fuzz
+CMAKE_COMMON := -DCMAKE_C_COMPILER=$(CC) -DCMAKE_CXX_COMPILER=$(CXX)
+# Seconds each fuzz target runs inside `make test` (ctest label `fuzz`).
+TEST_FUZZ_SECONDS ?= 30
+
+.PHONY: all deps build run test test-configure unit fuzz bench clean install format
+
+all: build
+
+deps:
+	@./scripts/deps.sh
+
+$(RELEASE_DIR)/CMakeCache.txt:
+	@cmake -S . -B $(RELEASE_DIR) $(CMAKE_COMMON) -DCMAKE_BUILD_TYPE=Release -DSY_TESTS=OFF >/dev/null
+
+build: deps $(RELEASE_DIR)/CMakeCache.txt
+	@cmake --build $(RELEASE_DIR) -j $(JOBS) --target switchyard
+
+run: build
+	$(RELEASE_DIR)/daemon/switchyard $(ARGS)
+
+test-configure:
+	@cmake -S . -B $(TEST_DIR) $(CMAKE_COMMON) -DCMAKE_BUILD_TYPE=Debug \
+	  -DSY_ASAN=ON -DSY_UBSAN=ON -DSY_FUZZ=ON -DSY_BENCH=OFF \
+	  -DSY_FUZZ_SECONDS=$(TEST_FUZZ_SECONDS) >/dev/null
+
+test: deps test-configure
+	@cmake --build $(TEST_DIR) -j $(JOBS)
+	cd $(TEST_DIR) && ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)
+
+unit: deps test-configure
+	@cmake --build $(TEST_DIR) -j $(JOBS)
+	cd $(TEST_DIR) && ctest --output-on-failure -j $(JOBS) -L unit
+
+fuzz: deps
+	@cmake -S . -B $(FUZZ_DIR) $(CMAKE_COMMON) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DSY_ASAN=ON -DSY_UBSAN=ON -DSY_FUZZ=ON -DSY_BENCH=OFF -DSY_FUZZ_SECONDS=$(FUZZ_SECONDS) >/dev/null
+	@cmake --build $(FUZZ_DIR) -j $(JOBS)
+	cd $(FUZZ_DIR) && ctest --output-on-failure -L fuzz
+
+bench: deps
+	@cmake -S . -B build/bench $(CMAKE_COMMON) -DCMAKE_BUILD_TYPE=Release -DSY_TESTS=OFF >/dev/null
+	@cmake --build build/bench -j $(JOBS)
+
+install: build
+	cmake --install $(RELEASE_DIR) $(if $(DESTDIR),,)
+
+format:
+	clang-format -i $$(git ls-files '*.cc' '*.h')
+
+clean:
+	rm -rf build

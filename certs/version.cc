@@ -1,0 +1,5 @@
+namespace switchyard::certs {
+
+const char* version() { return "0.1.0"; }
+
+}  // namespace switchyard::certs

@@ -1,0 +1,60 @@
+// switchyard: command-line front door. Parsing only; the work is in cli_*.cc.
+#include <CLI/CLI.hpp>
+
+#include "daemon/cli.h"
+
+int main(int argc, char** argv) {
+  using namespace switchyard;
+  CLI::App app{"Switchyard: a forward HTTPS proxy that reads GOPROXY, GOPRIVATE and NO_PROXY "
+               "like Go does"};
+  app.require_subcommand(0, 1);
+
+  RunOptions run_options;
+  auto add_run_flags = [&run_options](CLI::App* cmd) {
+    cmd->add_option("--config,-c", run_options.config_file, "YAML config file");
+    cmd->add_option("--listen,-l", run_options.listen, "listen address (repeatable)");
+  };
+  add_run_flags(&app);
+  CLI::App* run = app.add_subcommand("run", "run the proxy (the default)");
+  add_run_flags(run);
+
+  std::string check_config;
+  CLI::App* check = app.add_subcommand("check", "validate a config file");
+  check->add_option("--config,-c", check_config, "YAML config file")->required();
+
+  ExplainOptions explain_options;
+  CLI::App* explain = app.add_subcommand("explain", "say what the proxy would do, and why");
+  explain->add_option("--config,-c", explain_options.config_file, "YAML config file");
+  explain->add_flag("--json", explain_options.json, "print one JSON object");
+  explain->add_option("--module,-m", explain_options.module, "a Go module path");
+  explain->add_option("target", explain_options.target, "URL or host[:port]");
+
+  CLI::App* import_env = app.add_subcommand("import-env", "print the environment as YAML config");
+
+  CaInitOptions ca_options;
+  CLI::App* ca = app.add_subcommand("ca", "manage the local CA");
+  ca->require_subcommand(1);
+  CLI::App* ca_init = ca->add_subcommand("init", "create ca.crt and ca.key");
+  ca_init->add_option("--dir", ca_options.dir, "directory for ca.crt and ca.key")->required();
+  ca_init->add_flag("--force", ca_options.force, "overwrite an existing CA");
+
+  CLI11_PARSE(app, argc, argv);
+
+  if (*check) {
+    return runCheck(check_config);
+  }
+  if (*explain) {
+    if (explain_options.target.empty() == explain_options.module.empty()) {
+      std::fprintf(stderr, "explain: give exactly one of URL, host[:port] or --module PATH\n");
+      return 2;
+    }
+    return runExplain(explain_options);
+  }
+  if (*import_env) {
+    return runImportEnv();
+  }
+  if (*ca_init) {
+    return runCaInit(ca_options);
+  }
+  return runDaemon(run_options);
+}

@@ -1,0 +1,7 @@
+#pragma once
+
+namespace switchyard::rules {
+
+const char* version();
+
+}  // namespace switchyard::rules
