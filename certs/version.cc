@@ -1,5 +1,7 @@
 namespace switchyard::certs {
 
-const char* version() { return "0.1.0"; }
+const char* version() {
+  return "0.1.0";
+}
 
 }  // namespace switchyard::certs

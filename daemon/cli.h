@@ -9,8 +9,8 @@
 namespace switchyard {
 
 struct RunOptions {
-  std::string config_file;               // empty: built-in default config
-  std::vector<std::string> listen;       // --listen overrides `listen:`
+  std::string config_file;          // empty: built-in default config
+  std::vector<std::string> listen;  // --listen overrides `listen:`
 };
 int runDaemon(const RunOptions& options);
 
@@ -19,8 +19,8 @@ int runCheck(const std::string& config_file);
 struct ExplainOptions {
   std::string config_file;  // empty: built-in default config + environment
   bool json = false;
-  std::string target;       // URL or host[:port]
-  std::string module;       // --module PATH
+  std::string target;  // URL or host[:port]
+  std::string module;  // --module PATH
 };
 int runExplain(const ExplainOptions& options);
 

@@ -5,8 +5,9 @@
 
 int main(int argc, char** argv) {
   using namespace switchyard;
-  CLI::App app{"Switchyard: a forward HTTPS proxy that reads GOPROXY, GOPRIVATE and NO_PROXY "
-               "like Go does"};
+  CLI::App app{
+      "Switchyard: a forward HTTPS proxy that reads GOPROXY, GOPRIVATE and NO_PROXY "
+      "like Go does"};
   app.require_subcommand(0, 1);
 
   RunOptions run_options;

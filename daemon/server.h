@@ -33,9 +33,9 @@ class Server {
   static void onSignal(uv_signal_t* handle, int signum);
 
   uv_loop_t* loop_;
-  std::vector<uv_tcp_t*> listeners_;        // each freed in its close callback
-  std::vector<uv_signal_t*> signals_;       // SIGINT, SIGTERM
-  std::vector<Connection*> connections_;    // open client connections
+  std::vector<uv_tcp_t*> listeners_;      // each freed in its close callback
+  std::vector<uv_signal_t*> signals_;     // SIGINT, SIGTERM
+  std::vector<Connection*> connections_;  // open client connections
   bool shutting_down_ = false;
 };
 

@@ -2,4 +2,6 @@
 
 #include <gtest/gtest.h>
 
-TEST(RulesVersion, IsSet) { EXPECT_STREQ(switchyard::rules::version(), "0.1.0"); }
+TEST(RulesVersion, IsSet) {
+  EXPECT_STREQ(switchyard::rules::version(), "0.1.0");
+}
