@@ -1,0 +1,53 @@
+// Connector: opens a TCP connection to one of several resolved addresses,
+// Happy Eyeballs style (RFC 8305: families interleaved, IPv6 first, a new
+// attempt every 250 ms while earlier ones are pending), under one deadline.
+#pragma once
+
+#include <sys/socket.h>
+#include <uv.h>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace switchyard {
+
+struct ConnectResult {
+  int status = 0;          // 0, or a negative UV_E* code of the last failure
+  bool timed_out = false;  // the overall deadline passed (-> 504)
+  std::string error;       // readable reason when status != 0
+  // On success the connected handle; ownership passes to the callback, which
+  // must eventually uv_close() it and delete it (it was allocated with new).
+  uv_tcp_t* tcp = nullptr;
+  sockaddr_storage peer{};  // the address that answered
+};
+
+class Connector {
+ public:
+  using Callback = std::function<void(ConnectResult&&)>;
+  static constexpr std::chrono::milliseconds kAttemptDelay{250};
+
+  explicit Connector(uv_loop_t* loop);
+  ~Connector();
+
+  // Starts connecting; `cb` is called exactly once, asynchronously, unless
+  // cancelled. Returns an id for cancel().
+  uint64_t connect(std::vector<sockaddr_storage> addresses, std::chrono::milliseconds timeout,
+                   Callback cb);
+  void cancel(uint64_t id);
+  void close();  // cancels everything and closes all handles
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Destination policy for `deny_private_destinations`: loopback, RFC 1918,
+// link-local (169.254/16, fe80::/10), unique-local (fc00::/7), CGNAT
+// (100.64/10), unspecified, multicast, and IPv4-mapped forms of those.
+bool isPrivateDestination(const sockaddr* addr);
+
+}  // namespace switchyard
