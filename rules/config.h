@@ -103,6 +103,10 @@ struct Config {
   std::vector<std::string> listen{"127.0.0.1:3128"};
   std::string admin;  // empty: no admin listener
   bool inherit_env = true;
+  // The `env:` keys exactly as written (name -> value), before merging. Other
+  // tools read the variables with other precedence rules, so `explain` needs
+  // the raw names, not only Go's effective values in `env`.
+  std::map<std::string, Sourced> env_keys;
   EnvConfig env;
   std::vector<RuleConfig> rules;
   std::map<std::string, std::string> resolve;  // name -> IP literal

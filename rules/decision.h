@@ -62,6 +62,16 @@ struct Decision {
   MatchedEntry no_proxy_match;  // what NO_PROXY matched (for explain)
   uint64_t config_gen = 0;
 
+  // For requests that name a Go module: whether GONOPROXY / GONOSUMDB cover
+  // it (the leak guard), and the first pattern that matched, as written.
+  struct ModuleVerdict {
+    bool gonoproxy = false;
+    std::optional<std::string> gonoproxy_pattern;
+    bool gonosumdb = false;
+    std::optional<std::string> gonosumdb_pattern;
+  };
+  std::optional<ModuleVerdict> module;
+
   // One readable sentence: "direct by rule private-modules (cfg.yaml:12):
   // module pattern "git.company.com" (glob)".
   std::string describe() const;
