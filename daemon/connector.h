@@ -47,7 +47,9 @@ class Connector {
 
 // Destination policy for `deny_private_destinations`: loopback, RFC 1918,
 // link-local (169.254/16, fe80::/10), unique-local (fc00::/7), CGNAT
-// (100.64/10), unspecified, multicast, and IPv4-mapped forms of those.
+// (100.64/10), unspecified, multicast, and IPv4-mapped forms of those; also
+// 0.0.0.0/8, 255.255.255.255, the deprecated site-local fec0::/10, and NAT64
+// (64:ff9b::/96) forms of private IPv4 addresses.
 bool isPrivateDestination(const sockaddr* addr);
 
 }  // namespace switchyard

@@ -18,7 +18,7 @@ struct AttemptRecord {
   std::string url;
   std::optional<int> status;         // HTTP status, when one came back
   std::optional<std::string> error;  // transport error, when none did
-  std::string next;  // "fell through: 404 after ','" | "stopped" | "served"
+  std::string next;                  // "fell through: 404 after ','" | "stopped" | "served"
 };
 
 // The fields of DESIGN.md's decision log, in its order.
@@ -56,6 +56,9 @@ class DecisionLog {
   // Opens the sink named by `config.decisions` (stderr, stdout, or a path).
   // Returns nullptr and sets *error when the file cannot be opened.
   static std::unique_ptr<DecisionLog> open(const rules::LogConfig& config, std::string* error);
+  // For tests: the same with a queue of `queue_size` lines.
+  static std::unique_ptr<DecisionLog> openForTest(const rules::LogConfig& config, size_t queue_size,
+                                                  std::string* error);
   ~DecisionLog();
 
   void write(const DecisionRecord& record);
@@ -63,7 +66,12 @@ class DecisionLog {
   void reopen();
   // Lines dropped because the async queue was full, since start.
   uint64_t dropped() const;
+  // Waits (a bounded time) until every queued line was written. For shutdown
+  // and tests, not for the event loop's hot path.
   void flush();
+  // For tests: holds the writer thread before its next line, so that the
+  // queue fills up deterministically.
+  void pauseWriterForTest(bool paused);
 
   // The line write() would produce (for tests).
   static std::string formatText(const DecisionRecord& record);

@@ -16,9 +16,9 @@
 namespace switchyard {
 
 struct ResolveResult {
-  int status = 0;  // 0, or a negative UV_E* code (UV_EAI_NONAME for NXDOMAIN)
-  std::string error;                         // readable reason when status != 0
-  std::vector<sockaddr_storage> addresses;   // port already set; v6 and v4 mixed
+  int status = 0;     // 0, or a negative UV_E* code (UV_EAI_NONAME for NXDOMAIN)
+  std::string error;  // readable reason when status != 0
+  std::vector<sockaddr_storage> addresses;  // port already set; v6 and v4 mixed
   bool from_cache = false;
 };
 
@@ -50,6 +50,9 @@ class Resolver {
 
   // For tests: the clock used for TTL expiry.
   void setClockForTest(std::function<std::chrono::steady_clock::time_point()> now);
+  // For tests: DNS servers as "127.0.0.1:5353,[::1]:5353" instead of
+  // /etc/resolv.conf's. Returns false when c-ares rejects the list.
+  bool setServersForTest(const std::string& servers_csv);
 
  private:
   struct Impl;

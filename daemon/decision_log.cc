@@ -1,0 +1,379 @@
+// DecisionLog: lines are formatted on the event loop and handed to spdlog's
+// async logger, whose single worker thread writes them.
+//
+// spdlog 1.10 offers two overflow policies, `block` and `overrun_oldest`; the
+// event loop must never block, so we use overrun_oldest. When the queue is
+// full the oldest queued line is discarded (not the new one), and the thread
+// pool counts it: that counter is our drop count.
+//
+// The sink is our own small class rather than spdlog's file sink because it
+// must (a) reopen the file by path on SIGUSR1, in queue order, and (b) count
+// the lines it wrote, so that flush() can wait for the queue to drain.
+//
+// Queue order for reopen: every line carries the "reopen epoch" (how many
+// times reopen() had been called when the line was written) in the otherwise
+// unused source_loc.line of its spdlog message. The sink reopens the file when
+// it meets a line of a newer epoch. A separate marker message would not do:
+// on overflow the queue may discard it like any other message.
+#include "daemon/decision_log.h"
+
+#include <fcntl.h>
+#include <spdlog/async_logger.h>
+#include <spdlog/details/thread_pool.h>
+#include <spdlog/sinks/base_sink.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <ctime>
+#include <limits>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "rules/decision.h"
+
+namespace switchyard {
+
+namespace {
+
+// How long flush() waits for the writer thread before giving up: long
+// enough for a slow disk to take a full queue, short enough not to hold up
+// a shutdown for good when the disk hangs.
+constexpr std::chrono::seconds kFlushWait{5};
+
+// Writes all of `size` bytes, retrying on EINTR and short writes.
+bool writeAll(int fd, const char* data, size_t size) {
+  while (size > 0) {
+    ssize_t n = ::write(fd, data, size);
+    if (n < 0) {
+      if (errno == EINTR) {
+        continue;
+      }
+      return false;
+    }
+    data += n;
+    size -= static_cast<size_t>(n);
+  }
+  return true;
+}
+
+int openAppend(const std::string& path) {
+  return ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+}
+
+// One line per message, written with write(2) straight to the descriptor:
+// nothing is buffered in the process, so a crash loses no written line and
+// `tail -f` sees each line at once. Runs on spdlog's worker thread, under the
+// base_sink mutex.
+class LineSink final : public spdlog::sinks::base_sink<std::mutex> {
+ public:
+  // Standard output or standard error: never closed, never reopened.
+  explicit LineSink(int fd) : fd_(fd) {}
+  LineSink(int fd, std::string path) : fd_(fd), path_(std::move(path)) {}
+  ~LineSink() override {
+    if (!path_.empty() && fd_ >= 0) {
+      ::close(fd_);
+    }
+  }
+
+  // Lines written (or failed), for DecisionLog::flush().
+  uint64_t handled() const { return handled_.load(); }
+
+  void setPaused(bool paused) {
+    {
+      std::lock_guard<std::mutex> lock(pause_mutex_);
+      paused_ = paused;
+    }
+    pause_cv_.notify_all();
+  }
+
+ protected:
+  void sink_it_(const spdlog::details::log_msg& msg) override {
+    {
+      std::unique_lock<std::mutex> lock(pause_mutex_);
+      pause_cv_.wait(lock, [this] { return !paused_; });
+    }
+    if (msg.source.line != epoch_) {
+      epoch_ = msg.source.line;
+      reopen();
+    }
+    spdlog::memory_buf_t line;
+    formatter_->format(msg, line);
+    // A failed write cannot be logged to the log itself; the line is lost,
+    // and it still counts as handled so that flush() does not wait for it.
+    writeAll(fd_, line.data(), line.size());
+    handled_.fetch_add(1);
+  }
+
+  // Lines are never buffered in the process.
+  void flush_() override {}
+
+ private:
+  void reopen() {
+    if (path_.empty()) {
+      return;
+    }
+    int fd = openAppend(path_);
+    if (fd < 0) {
+      // Keep writing to the old file rather than losing lines.
+      spdlog::warn("decision log: cannot reopen {}: {}", path_, std::strerror(errno));
+      return;
+    }
+    ::close(fd_);
+    fd_ = fd;
+  }
+
+  int fd_;
+  std::string path_;                  // empty for stdout / stderr
+  int epoch_ = 0;                     // reopen epoch of the last line written
+  std::atomic<uint64_t> handled_{0};  // lines written (or failed)
+  std::mutex pause_mutex_;
+  std::condition_variable pause_cv_;
+  bool paused_ = false;  // guarded by pause_mutex_ (tests only)
+};
+
+std::string nowRfc3339() {
+  auto now = std::chrono::system_clock::now();
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count();
+  time_t secs = static_cast<time_t>(ms / 1000);
+  tm utc{};
+  gmtime_r(&secs, &utc);
+  char buf[40];
+  size_t n = std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &utc);
+  std::snprintf(buf + n, sizeof(buf) - n, ".%03dZ", static_cast<int>(ms % 1000));
+  return buf;
+}
+
+// Text fields must not be able to forge a second line or hide one: control
+// characters become \xHH. Empty values print as "-".
+std::string textValue(const std::string& value) {
+  if (value.empty()) {
+    return "-";
+  }
+  std::string out;
+  out.reserve(value.size());
+  for (unsigned char c : value) {
+    if (c < 0x20 || c == 0x7f) {
+      char esc[5];
+      std::snprintf(esc, sizeof(esc), "\\x%02x", c);
+      out += esc;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out;
+}
+
+std::string hostPort(const std::string& host, uint16_t port) {
+  bool v6 = host.find(':') != std::string::npos;
+  return (v6 ? "[" + host + "]" : host) + ":" + std::to_string(port);
+}
+
+std::string formatTextAt(const DecisionRecord& r, const std::string& ts) {
+  std::string target = rules::maskUrlCredentials(r.target);
+  std::string out;
+  out.reserve(256);
+  out += textValue(ts);
+  out += " conn=" + std::to_string(r.conn);
+  out += " client=" + textValue(r.client);
+  if (!r.user.empty()) {
+    out += " user=" + textValue(r.user);
+  }
+  out += " " + textValue(r.method) + " " + textValue(target);
+  // An origin-form target ("/mod/@v/list") does not name the host; say it.
+  if (!r.host.empty() && target.find(r.host) == std::string::npos) {
+    out += " host=" + textValue(hostPort(r.host, r.port));
+  }
+  if (!r.module.empty()) {
+    out += " module=" + textValue(r.module);
+  }
+  out += " rule=" + textValue(r.rule);
+  if (!r.source.empty()) {
+    out += " (" + textValue(r.source) + ")";
+  }
+  out += " matched=" + textValue(r.matched);
+  out += " action=" + textValue(r.action);
+  out += " next_hop=" + textValue(rules::maskUrlCredentials(r.next_hop));
+  out += " resolved=" + textValue(r.resolved);
+  out += " status=" + std::to_string(r.status);
+  out += " bytes_in=" + std::to_string(r.bytes_in);
+  out += " bytes_out=" + std::to_string(r.bytes_out);
+  out += " duration_ms=" + std::to_string(r.duration_ms);
+  out += " closed_by=" + textValue(r.closed_by);
+  out += " cache=" + textValue(r.cache);
+  out += " attempts=[";
+  for (size_t i = 0; i < r.attempts.size(); ++i) {
+    const AttemptRecord& a = r.attempts[i];
+    if (i > 0) {
+      out += ", ";
+    }
+    out += textValue(rules::maskUrlCredentials(a.url)) + " -> ";
+    if (a.status.has_value()) {
+      out += std::to_string(*a.status);
+    } else if (a.error.has_value()) {
+      out += "error \"" + textValue(*a.error) + "\"";
+    } else {
+      out += "-";
+    }
+    out += " (" + textValue(a.next) + ")";
+  }
+  out += "]";
+  if (!r.proxy_status.empty()) {
+    out += " proxy_status=\"" + textValue(r.proxy_status) + "\"";
+  }
+  out += " gen=" + std::to_string(r.config_gen);
+  return out;
+}
+
+std::string formatJsonAt(const DecisionRecord& r, const std::string& ts) {
+  using Json = nlohmann::ordered_json;
+  Json attempts = Json::array();
+  for (const AttemptRecord& a : r.attempts) {
+    Json item;
+    item["url"] = rules::maskUrlCredentials(a.url);
+    item["status"] = a.status.has_value() ? Json(*a.status) : Json(nullptr);
+    item["error"] = a.error.has_value() ? Json(*a.error) : Json(nullptr);
+    item["next"] = a.next;
+    attempts.push_back(std::move(item));
+  }
+  Json j;
+  j["ts"] = ts;
+  j["conn"] = r.conn;
+  j["client"] = r.client;
+  j["user"] = r.user;
+  j["method"] = r.method;
+  j["target"] = rules::maskUrlCredentials(r.target);
+  j["host"] = r.host;
+  j["port"] = r.port;
+  j["module"] = r.module;
+  j["rule"] = r.rule;
+  j["source"] = r.source;
+  j["matched"] = r.matched;
+  j["action"] = r.action;
+  j["next_hop"] = rules::maskUrlCredentials(r.next_hop);
+  j["resolved"] = r.resolved;
+  j["attempts"] = std::move(attempts);
+  j["cache"] = r.cache;
+  j["status"] = r.status;
+  j["bytes_in"] = r.bytes_in;
+  j["bytes_out"] = r.bytes_out;
+  j["duration_ms"] = r.duration_ms;
+  j["closed_by"] = r.closed_by;
+  j["proxy_status"] = r.proxy_status;
+  j["config_gen"] = r.config_gen;
+  // Invalid UTF-8 (from a hostile request) becomes U+FFFD instead of an
+  // exception: the log must always get its line.
+  return j.dump(-1, ' ', false, Json::error_handler_t::replace);
+}
+
+}  // namespace
+
+struct DecisionLog::Impl {
+  // Destroyed in reverse order: the pool first (its destructor lets the
+  // worker finish the queue and joins it), then the logger, then the sink.
+  std::shared_ptr<LineSink> sink;
+  std::shared_ptr<spdlog::async_logger> logger;
+  std::shared_ptr<spdlog::details::thread_pool> pool;
+  bool json = false;
+  uint64_t posted = 0;  // lines handed to the queue
+  int epoch = 0;        // reopen() calls so far (wraps; only compared for change)
+};
+
+std::unique_ptr<DecisionLog> DecisionLog::open(const rules::LogConfig& config, std::string* error) {
+  return openForTest(config, kQueueSize, error);
+}
+
+std::unique_ptr<DecisionLog> DecisionLog::openForTest(const rules::LogConfig& config,
+                                                      size_t queue_size, std::string* error) {
+  if (config.format != "text" && config.format != "json") {
+    *error = "log.format must be text or json, not \"" + config.format + "\"";
+    return nullptr;
+  }
+  std::shared_ptr<LineSink> sink;
+  if (config.decisions.empty() || config.decisions == "stderr") {
+    sink = std::make_shared<LineSink>(STDERR_FILENO);
+  } else if (config.decisions == "stdout") {
+    sink = std::make_shared<LineSink>(STDOUT_FILENO);
+  } else {
+    int fd = openAppend(config.decisions);
+    if (fd < 0) {
+      *error = "cannot open decision log " + config.decisions + ": " + std::strerror(errno);
+      return nullptr;
+    }
+    sink = std::make_shared<LineSink>(fd, config.decisions);
+  }
+  sink->set_pattern("%v");
+
+  std::unique_ptr<DecisionLog> log(new DecisionLog());
+  log->impl_ = std::make_unique<Impl>();
+  Impl& impl = *log->impl_;
+  impl.json = config.format == "json";
+  impl.sink = sink;
+  impl.pool = std::make_shared<spdlog::details::thread_pool>(std::max<size_t>(queue_size, 1), 1);
+  // Not registered with spdlog's global registry: this logger belongs to
+  // this object alone, and two DecisionLogs (tests, reload) never collide.
+  impl.logger = std::make_shared<spdlog::async_logger>(
+      "decisions", sink, impl.pool, spdlog::async_overflow_policy::overrun_oldest);
+  impl.logger->set_level(spdlog::level::info);
+  impl.logger->flush_on(spdlog::level::off);
+  return log;
+}
+
+DecisionLog::~DecisionLog() {
+  if (impl_ == nullptr) {
+    return;
+  }
+  impl_->sink->setPaused(false);
+  flush();
+}
+
+void DecisionLog::write(const DecisionRecord& record) {
+  const std::string ts = record.ts.empty() ? nowRfc3339() : record.ts;
+  std::string line = impl_->json ? formatJsonAt(record, ts) : formatTextAt(record, ts);
+  ++impl_->posted;
+  impl_->logger->log(spdlog::source_loc{nullptr, impl_->epoch, nullptr}, spdlog::level::info,
+                     spdlog::string_view_t(line.data(), line.size()));
+}
+
+void DecisionLog::reopen() {
+  // Lines written before this call still go to the old file, lines written
+  // after it to the new one (see the epoch comment at the top). With no
+  // further line the old file simply stays open, unwritten.
+  impl_->epoch = impl_->epoch == std::numeric_limits<int>::max() ? 0 : impl_->epoch + 1;
+}
+
+uint64_t DecisionLog::dropped() const {
+  return impl_->pool->overrun_counter();
+}
+
+void DecisionLog::flush() {
+  // Every posted line is either handled by the sink or overrun in the
+  // queue. The sink buffers nothing, so once all are accounted for, every
+  // line is on disk.
+  auto deadline = std::chrono::steady_clock::now() + kFlushWait;
+  while (impl_->sink->handled() + impl_->pool->overrun_counter() < impl_->posted) {
+    if (std::chrono::steady_clock::now() >= deadline) {
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+}
+
+void DecisionLog::pauseWriterForTest(bool paused) {
+  impl_->sink->setPaused(paused);
+}
+
+std::string DecisionLog::formatText(const DecisionRecord& record) {
+  return formatTextAt(record, record.ts);
+}
+
+std::string DecisionLog::formatJson(const DecisionRecord& record) {
+  return formatJsonAt(record, record.ts);
+}
+
+}  // namespace switchyard
