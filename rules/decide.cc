@@ -1,14 +1,159 @@
 #include "rules/decision.h"
-#include "rules/snapshot.h"
+
+#include <limits>
+
+#include "rules/snapshot_compiled.h"
 
 namespace switchyard::rules {
 
-// TODO(lead): the real decision engine. Until then everything goes direct.
-Decision decide(const RequestFacts&, const ConfigSnapshot& snapshot) {
+namespace {
+
+constexpr int kNoRule = std::numeric_limits<int>::max();
+
+MatchedEntry fromHostMatch(const HostListMatch& m, std::string list) {
+  MatchedEntry e;
+  e.kind = MatchedEntry::Kind::kEntry;
+  e.list = std::move(list);
+  e.index = m.index;
+  e.entry = m.entry;
+  e.how = hostMatchHowName(m.how);
+  return e;
+}
+
+MatchedEntry fromPatternMatch(const PatternMatch& m, std::string list) {
+  MatchedEntry e;
+  e.kind = MatchedEntry::Kind::kEntry;
+  e.list = std::move(list);
+  e.index = m.index;
+  e.entry = m.pattern;
+  e.how = "glob";
+  return e;
+}
+
+// The first explicit rule that matches, with the entry that made it match.
+// Host-only and module-only rules come from their indexes; rules that need
+// both are few and checked in order, only while they could still win.
+std::optional<std::pair<int, MatchedEntry>> firstMatchingRule(const RequestFacts& facts,
+                                                              const HostKey* host,
+                                                              const ConfigSnapshot& snap) {
+  const auto& compiled = snap.compiled();
+  const auto& rules = snap.config().rules;
+  int best = kNoRule;
+  MatchedEntry best_entry;
+  if (host) {
+    if (auto m = compiled.host_rules.match(*host, facts.port)) {
+      best = m->list_id;
+      best_entry = fromHostMatch(*m, "rule:" + rules[m->list_id].name);
+    }
+  }
+  if (facts.module) {
+    if (auto m = compiled.module_rules.match(*facts.module)) {
+      if (m->list_id < best) {
+        best = m->list_id;
+        best_entry = fromPatternMatch(*m, "rule:" + rules[m->list_id].name);
+      }
+    }
+  }
+  if (host && facts.module) {
+    for (const auto& both : compiled.both_rules) {
+      if (both.index >= best) {
+        break;
+      }
+      auto hm = both.hosts.match(*host, facts.port);
+      if (hm && both.modules.match(*facts.module)) {
+        best = both.index;
+        best_entry = fromHostMatch(*hm, "rule:" + rules[both.index].name);
+        break;
+      }
+    }
+  }
+  if (best == kNoRule) {
+    return std::nullopt;
+  }
+  return std::make_pair(best, std::move(best_entry));
+}
+
+void applyRule(const RuleConfig& rule, Decision* d) {
+  d->action = rule.action;
+  d->rule = rule.name;
+  d->source = rule.pos;
+  d->intercept = rule.intercept;
+  d->cache = rule.cache;
+  d->allow_private = rule.allow_private;
+  if (rule.action == Action::kUpstream) {
+    d->upstream = rule.upstream.value;
+  } else if (rule.action == Action::kMirror) {
+    d->mirrors = rule.mirrors.value;
+  }
+}
+
+}  // namespace
+
+Decision decide(const RequestFacts& facts, const ConfigSnapshot& snapshot) {
+  const Config& config = snapshot.config();
+  const auto& compiled = snapshot.compiled();
+  const EnvConfig& env = config.env;
   Decision d;
+  d.config_gen = snapshot.generation();
+
+  // Module-proxy requests are about a module, not a host we would connect to.
+  std::optional<HostKey> host;
+  if (facts.kind != RequestKind::kModuleProxy && !facts.host.empty()) {
+    host = HostKey::from(facts.host);
+    NoProxyVerdict verdict = compiled.no_proxy.evaluate(*host, facts.port);
+    d.bypass = verdict.bypass;
+    if (verdict.loopback) {
+      d.no_proxy_match.kind = MatchedEntry::Kind::kLoopback;
+    } else if (verdict.match) {
+      d.no_proxy_match = fromHostMatch(*verdict.match, "NO_PROXY");
+    }
+  }
+  if (facts.module) {
+    Decision::ModuleVerdict mv;
+    if (auto m = compiled.gonoproxy.match(*facts.module)) {
+      mv.gonoproxy = true;
+      mv.gonoproxy_pattern = m->pattern;
+    }
+    if (auto m = compiled.gonosumdb.match(*facts.module)) {
+      mv.gonosumdb = true;
+      mv.gonosumdb_pattern = m->pattern;
+    }
+    d.module = std::move(mv);
+  }
+
+  if (auto hit = firstMatchingRule(facts, host ? &*host : nullptr, snapshot)) {
+    applyRule(config.rules[hit->first], &d);
+    d.matched = std::move(hit->second);
+    return d;
+  }
+
+  // Implicit rules, derived from the environment (DESIGN.md).
+  if (facts.kind == RequestKind::kModuleProxy) {
+    // We are the GOPROXY: fetch through our own GOPROXY list.
+    d.action = Action::kMirror;
+    d.rule = "env:GOPROXY";
+    d.source = env.goproxy.pos;
+    d.mirrors = compiled.goproxy.text;
+    return d;
+  }
+  if (d.bypass) {
+    d.action = Action::kDirect;
+    d.rule = "env:NO_PROXY";
+    d.source = env.no_proxy.pos;
+    d.matched = d.no_proxy_match;
+    return d;
+  }
+  const bool https = facts.kind == RequestKind::kConnect || facts.scheme == "https";
+  const Sourced& parent = https ? env.https_proxy : env.http_proxy;
+  if (!parent.value.empty()) {
+    d.action = Action::kUpstream;
+    d.rule = https ? "env:HTTPS_PROXY" : "env:HTTP_PROXY";
+    d.source = parent.pos;
+    d.upstream = parent.value;
+    return d;
+  }
   d.action = Action::kDirect;
   d.rule = "default";
-  d.config_gen = snapshot.generation();
   return d;
 }
 
