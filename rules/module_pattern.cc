@@ -410,10 +410,15 @@ void ModulePatternMatcher::addList(int list_id, std::string_view patterns) {
     Entry entry{list_id, index, std::string(glob), std::string(piece),
                 static_cast<int>(std::count(glob.begin(), glob.end(), '/'))};
     std::string_view first = glob.substr(0, glob.find('/'));
-    if (hasGlobMeta(first)) {
-      insertSorted(&wildcard_, std::move(entry));
-    } else {
+    if (!hasGlobMeta(glob)) {
+      insertSorted(&exact_[entry.glob], std::move(entry));
+    } else if (!hasGlobMeta(first)) {
       insertSorted(&literal_[std::string(first)], std::move(entry));
+    } else if (first.size() > 2 && first[0] == '*' && first[1] == '.' &&
+               !hasGlobMeta(first.substr(1))) {
+      insertSorted(&dot_suffix_[std::string(first.substr(1))], std::move(entry));
+    } else {
+      insertSorted(&wildcard_, std::move(entry));
     }
     ++count_;
     return false;
@@ -430,28 +435,49 @@ bool ModulePatternMatcher::matches(const Entry& entry, std::string_view module_p
 }
 
 std::optional<PatternMatch> ModulePatternMatcher::match(std::string_view module_path) const {
-  static const std::vector<Entry> kEmpty;
-  const std::vector<Entry>* literal = &kEmpty;
-  auto it = literal_.find(module_path.substr(0, module_path.find('/')));
-  if (it != literal_.end()) {
-    literal = &it->second;
-  }
-  // Both candidate lists are sorted by (list_id, index): merging them and
-  // stopping at the first hit yields the smallest matching position.
-  size_t i = 0;
-  size_t j = 0;
-  while (i < literal->size() || j < wildcard_.size()) {
-    const Entry* next = nullptr;
-    if (j >= wildcard_.size() || (i < literal->size() && before((*literal)[i], wildcard_[j]))) {
-      next = &(*literal)[i++];
-    } else {
-      next = &wildcard_[j++];
+  // Each candidate bucket is sorted by (list_id, index), so its first match
+  // is its best; the answer is the best of the buckets' first matches.
+  const Entry* best = nullptr;
+  auto consider = [&](const std::vector<Entry>& bucket) {
+    for (const Entry& entry : bucket) {
+      if (best && !before(entry, *best)) {
+        return;
+      }
+      if (matches(entry, module_path)) {
+        best = &entry;
+        return;
+      }
     }
-    if (matches(*next, module_path)) {
-      return PatternMatch{next->list_id, next->index, next->written};
+  };
+  if (!exact_.empty()) {
+    for (size_t slash = module_path.find('/');; slash = module_path.find('/', slash + 1)) {
+      if (auto it = exact_.find(module_path.substr(0, slash)); it != exact_.end()) {
+        consider(it->second);
+      }
+      if (slash == std::string_view::npos) {
+        break;
+      }
     }
   }
-  return std::nullopt;
+  std::string_view first = module_path.substr(0, module_path.find('/'));
+  if (auto it = literal_.find(first); it != literal_.end()) {
+    consider(it->second);
+  }
+  if (!dot_suffix_.empty()) {
+    // '*' matches any run of non-'/' bytes, so "*.x.com" claims every first
+    // element that ends with ".x.com", including ".x.com" itself.
+    for (size_t dot = first.find('.'); dot != std::string_view::npos;
+         dot = first.find('.', dot + 1)) {
+      if (auto it = dot_suffix_.find(first.substr(dot)); it != dot_suffix_.end()) {
+        consider(it->second);
+      }
+    }
+  }
+  consider(wildcard_);
+  if (!best) {
+    return std::nullopt;
+  }
+  return PatternMatch{best->list_id, best->index, best->written};
 }
 
 }  // namespace switchyard::rules

@@ -67,7 +67,10 @@ std::vector<PatternProblem> checkPatternList(std::string_view patterns);
 // by that literal element: such a pattern can only match a path whose first
 // element is byte-equal to it (the '/' after it is a literal too), so a
 // lookup by the path's first element finds every candidate. Only patterns
-// with a wildcard in the first element are scanned on every call. A typical
+// with a wildcard in the first element are scanned on every call, except the
+// common "*.suffix" form (a leading '*' then a literal starting with '.'):
+// those are indexed by the literal and found by probing each dot-suffix of
+// the path's first element. A typical
 // configuration ("git.corp.example,github.com/corp,*.internal") therefore
 // costs one hash lookup plus the handful of wildcard patterns, however long
 // the lists are.
@@ -105,8 +108,13 @@ class ModulePatternMatcher {
   static bool matches(const Entry& entry, std::string_view module_path);
   static void insertSorted(std::vector<Entry>* bucket, Entry entry);
 
+  // Patterns with no metacharacter at all, keyed by the whole pattern: they
+  // match exactly when the path's first n+1 elements equal them.
+  std::unordered_map<std::string, std::vector<Entry>, Hash, Eq> exact_;
   std::unordered_map<std::string, std::vector<Entry>, Hash, Eq> literal_;
-  std::vector<Entry> wildcard_;  // sorted by (list_id, index)
+  // "*.example.com"-style first elements, keyed by ".example.com".
+  std::unordered_map<std::string, std::vector<Entry>, Hash, Eq> dot_suffix_;
+  std::vector<Entry> wildcard_;  // the remaining wildcards, sorted by (list_id, index)
   size_t count_ = 0;
 };
 

@@ -381,7 +381,7 @@ TEST(ModulePatternMatcher, ThousandLiteralPatternsAreIndexedNotScanned) {
   for (int i = 0; i < 1000; ++i) {
     list += "host" + std::to_string(i) + ".corp.example/team,";
   }
-  list += "*.internal";
+  list += "*internal";
   ModulePatternMatcher m;
   m.addList(0, list);
   EXPECT_EQ(m.patternCount(), 1001u);
@@ -396,6 +396,45 @@ TEST(ModulePatternMatcher, ThousandLiteralPatternsAreIndexedNotScanned) {
   EXPECT_EQ(r->index, 1000);
   EXPECT_FALSE(m.match("host999.corp.example/other"));
   EXPECT_FALSE(m.match("host1000.corp.example/team"));
+}
+
+TEST(ModulePatternMatcher, DotSuffixWildcardsAreIndexed) {
+  ModulePatternMatcher m;
+  std::string list;
+  for (int i = 0; i < 500; ++i) {
+    list += "*.corp" + std::to_string(i) + ".internal,";
+  }
+  m.addList(0, list);
+  m.addList(1, "*.b.com,*.a.b.com/x,*.example.org/*/sub,x*.other");
+  EXPECT_EQ(m.wildcardCountForTest(), 1u);  // only "x*.other" is scanned
+  struct Case {
+    const char* path;
+    int list_id;  // -1: no match
+    int index;
+  };
+  const Case cases[] = {
+      {"db.corp499.internal/repo", 0, 499},
+      {"a.b.corp7.internal", 0, 7},
+      {".corp3.internal/x", 0, 3},  // '*' matches the empty run
+      {"corp3.internal/x", -1, 0},
+      {"x.corp3.internalx/y", -1, 0},
+      {"q.a.b.com/x/y", 1, 0},  // "*.b.com" comes first in the list
+      {"b.com/x", -1, 0},
+      {"host.example.org/team/sub/pkg", 1, 2},
+      {"host.example.org/team/other", -1, 0},
+      {"xy.other/z", 1, 3},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.path);
+    std::optional<PatternMatch> r = m.match(c.path);
+    if (c.list_id < 0) {
+      EXPECT_FALSE(r);
+      continue;
+    }
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->list_id, c.list_id);
+    EXPECT_EQ(r->index, c.index);
+  }
 }
 
 }  // namespace
