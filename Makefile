@@ -51,8 +51,10 @@ bench: deps
 	@cmake -S . -B build/bench $(CMAKE_COMMON) -DCMAKE_BUILD_TYPE=Release -DSY_TESTS=OFF >/dev/null
 	@cmake --build build/bench -j $(JOBS)
 
+# DESTDIR reaches cmake through the environment.
+PREFIX ?= /usr/local
 install: build
-	cmake --install $(RELEASE_DIR) $(if $(DESTDIR),,)
+	cmake --install $(RELEASE_DIR) --prefix $(PREFIX)
 
 format:
 	clang-format -i $$(git ls-files '*.cc' '*.h')
