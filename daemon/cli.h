@@ -32,4 +32,13 @@ struct CaInitOptions {
 };
 int runCaInit(const CaInitOptions& options);
 
+struct PasswdOptions {
+  std::string file;  // the users_file
+  std::string user;
+  bool delete_user = false;
+};
+// Adds or changes a proxy user; the password is read from stdin (one line)
+// so it never appears in the process list or shell history.
+int runPasswd(const PasswdOptions& options);
+
 }  // namespace switchyard

@@ -39,6 +39,12 @@ int main(int argc, char** argv) {
   ca_init->add_option("--dir", ca_options.dir, "directory for ca.crt and ca.key")->required();
   ca_init->add_flag("--force", ca_options.force, "overwrite an existing CA");
 
+  PasswdOptions passwd_options;
+  CLI::App* passwd = app.add_subcommand("passwd", "add or change a proxy user (password on stdin)");
+  passwd->add_option("--file,-f", passwd_options.file, "users file")->required();
+  passwd->add_flag("--delete", passwd_options.delete_user, "remove the user instead");
+  passwd->add_option("user", passwd_options.user, "user name")->required();
+
   CLI11_PARSE(app, argc, argv);
 
   if (*check) {
@@ -53,6 +59,9 @@ int main(int argc, char** argv) {
   }
   if (*import_env) {
     return runImportEnv();
+  }
+  if (*passwd) {
+    return runPasswd(passwd_options);
   }
   if (*ca_init) {
     return runCaInit(ca_options);
