@@ -1,9 +1,21 @@
+// `switchyard [run]`: load the config (or the built-in default and the
+// environment), open the decision log, bind the listeners and run the loop
+// until a stop signal has drained every connection.
+#include <signal.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 #include <uv.h>
 
+#include <cstdio>
+
 #include "daemon/cli.h"
+#include "daemon/decision_log.h"
+#include "daemon/runtime.h"
+#include "daemon/sd_notify.h"
 #include "daemon/server.h"
+#include "rules/config_loader.h"
+#include "rules/environment.h"
+#include "rules/snapshot.h"
 
 namespace switchyard {
 
@@ -13,16 +25,70 @@ int runDaemon(const RunOptions& options) {
   spdlog::set_default_logger(spdlog::stderr_logger_mt("switchyard"));
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %l %v");
   spdlog::flush_on(spdlog::level::trace);
-  std::vector<std::string> listen = options.listen;
-  if (listen.empty()) {
-    listen.push_back("127.0.0.1:3128");
+  // A peer that resets while we write must give EPIPE, not kill the daemon.
+  ::signal(SIGPIPE, SIG_IGN);
+
+  rules::EnvMap env = rules::processEnvironment();
+  rules::Config config;
+  if (options.config_file.empty()) {
+    config = rules::defaultConfig(env);
+  } else {
+    rules::LoadResult result = rules::loadConfigFile(options.config_file, env);
+    if (!result.config) {
+      for (const std::string& error : result.errors) {
+        spdlog::error("{}", error);
+      }
+      spdlog::error("config {} has {} problem(s); not starting", options.config_file,
+                    result.errors.size());
+      return 1;
+    }
+    config = std::move(*result.config);
   }
+  spdlog::set_level(spdlog::level::from_str(config.log.level));
+  std::vector<std::string> listen = options.listen.empty() ? config.listen : options.listen;
+
+  std::string error;
+  std::unique_ptr<DecisionLog> decisions = DecisionLog::open(config.log, &error);
+  if (decisions == nullptr) {
+    spdlog::error("decision log {}: {}", config.log.decisions, error);
+    return 1;
+  }
+  std::vector<std::string> errors;
+  rules::ConfigSnapshotPtr snapshot = rules::ConfigSnapshot::build(std::move(config), 1, &errors);
+  if (snapshot == nullptr) {
+    for (const std::string& e : errors) {
+      spdlog::error("{}", e);
+    }
+    return 1;
+  }
+  LiveConfigPtr live;
+  if (!buildLiveConfig(snapshot, &live, &error)) {
+    spdlog::error("{}", error);
+    return 1;
+  }
+
   uv_loop_t loop;
   uv_loop_init(&loop);
   int rc = 0;
   {
-    Server server(&loop);
-    if (!server.listen(listen)) {
+    Server::Options server_options;
+    server_options.config_file = options.config_file;
+    server_options.env = std::move(env);
+    server_options.listen_overridden = !options.listen.empty();
+    Server server(&loop, std::move(live), decisions.get(), std::move(server_options));
+    // Under switchyard.socket, systemd has bound the proxy port for us.
+    std::vector<std::string> rejected;
+    std::vector<int> activated = socketActivationFds(&rejected);
+    bool ok = false;
+    if (!activated.empty()) {
+      spdlog::info("socket activation: {} listening socket(s) from systemd", activated.size());
+      ok = server.adopt(activated);
+    } else {
+      ok = server.listen(listen);
+    }
+    if (ok) {
+      server.notifyReady();
+    } else {
       server.shutdown();
       rc = 1;
     }
@@ -30,8 +96,10 @@ int runDaemon(const RunOptions& options) {
   }
   if (uv_loop_close(&loop) != 0) {
     spdlog::error("event loop closed with handles still open");
-    rc = rc ? rc : 1;
+    rc = rc != 0 ? rc : 1;
   }
+  decisions->flush();
+  decisions.reset();
   spdlog::info("stopped");
   return rc;
 }

@@ -1,104 +1,891 @@
+// A client connection, in callback order.
+//
+// The parser is paused at two points of every request: after the head, so
+// that the decision (and the connection to the next hop) exists before any
+// body byte is consumed, and after the whole request, so that a pipelined
+// next request waits until this one is answered. Bytes read past a pause
+// wait in pending_input_ and client reads stop meanwhile; that is our
+// backpressure on clients that pipeline.
+//
+// Every answer of our own goes through respondError() and thus through
+// recordError(); after it the connection closes (we do not try to skip an
+// unread request body to keep it).
 #include "daemon/connection.h"
 
 #include <spdlog/spdlog.h>
 
-#include "daemon/server.h"
+#include <algorithm>
+
+#include "daemon/forward.h"
+#include "daemon/net_address.h"
+#include "daemon/tunnel.h"
+#include "rules/decision.h"
 
 namespace switchyard {
 
 namespace {
 
-// Captureless bridge from a C callback's handle to its Connection.
-template <typename Handle>
-Connection* fromHandle(Handle* h) {
-  return static_cast<Connection*>(h->data);
+// After our final answer we stop sending (FIN) but keep reading for this
+// long, discarding, before closing: closing with unread request bytes in
+// the kernel buffer would send RST, and the client could lose the answer.
+constexpr uint64_t kLingerMs = 2000;
+
+std::string socketAddress(uv_tcp_t* tcp, bool peer) {
+  sockaddr_storage addr{};
+  int len = sizeof(addr);
+  int rc = peer ? uv_tcp_getpeername(tcp, reinterpret_cast<sockaddr*>(&addr), &len)
+                : uv_tcp_getsockname(tcp, reinterpret_cast<sockaddr*>(&addr), &len);
+  if (rc != 0) {
+    return "?";
+  }
+  return formatAddress(reinterpret_cast<const sockaddr*>(&addr));
 }
 
-struct WriteReq {
-  uv_write_t req;
-  std::string data;
-};
+std::string ipOf(const std::string& address) {
+  size_t colon = address.rfind(':');
+  std::string ip = colon == std::string::npos ? address : address.substr(0, colon);
+  if (ip.size() >= 2 && ip.front() == '[') {
+    ip = ip.substr(1, ip.size() - 2);
+  }
+  return ip;
+}
+
+std::string seconds(std::chrono::milliseconds ms) {
+  if (ms.count() % 1000 == 0) {
+    return std::to_string(ms.count() / 1000) + "s";
+  }
+  return std::to_string(ms.count()) + "ms";
+}
+
+// The decision's part of a log record.
+void applyDecision(const rules::Decision& d, DecisionRecord* record) {
+  record->rule = d.rule;
+  record->source = d.source.str();
+  record->matched = d.matched.describe();
+  record->action = rules::actionName(d.action);
+  switch (d.action) {
+    case rules::Action::kDirect:
+      record->next_hop = "direct";
+      break;
+    case rules::Action::kUpstream:
+      record->next_hop = rules::maskUrlCredentials(d.upstream);
+      break;
+    case rules::Action::kMirror:
+      record->next_hop = d.mirrors;
+      break;
+    case rules::Action::kDeny:
+      record->next_hop.clear();
+      break;
+  }
+  record->config_gen = d.config_gen;
+}
+
+ProxyError deniedByRule(const rules::Decision& d, const std::string& what) {
+  ProxyError e;
+  e.status = 403;
+  e.reason = "Denied by rule " + d.rule;
+  e.kind = ProxyErrorKind::kHttpRequestDenied;
+  e.details =
+      what + " denied by rule " + d.rule + " (" + d.source.str() + "): " + d.matched.describe();
+  return e;
+}
+
+ProxyError badRequest(std::string reason, std::string details) {
+  ProxyError e;
+  e.status = 400;
+  e.reason = std::move(reason);
+  e.kind = ProxyErrorKind::kHttpRequestError;
+  e.details = std::move(details);
+  return e;
+}
 
 }  // namespace
 
-Connection::Connection(Server* server) : server_(server) {
-  uv_tcp_init(server_->loop(), &client_);
-  client_.data = this;
-  llhttp_settings_init(&settings_);
-  settings_.on_message_complete = &Connection::onMessageComplete;
-  llhttp_init(&parser_, HTTP_REQUEST, &settings_);
-  parser_.data = this;
+// ---------------------------------------------------------------------------
+// Start and the read path.
+
+void Connection::start(Runtime* rt, uv_tcp_t* client, bool allowed) {
+  auto* conn = new Connection(rt, client, allowed);
+  conn->startReading();
+  conn->armHeaderTimer();
 }
 
-bool Connection::accept(uv_stream_t* listener) {
-  if (uv_accept(listener, reinterpret_cast<uv_stream_t*>(&client_)) != 0) {
+Connection::Connection(Runtime* rt, uv_tcp_t* client, bool allowed)
+    : rt_(rt),
+      config_(rt->config),
+      client_(client),
+      id_(rt->nextConnectionId()),
+      client_allowed_(allowed) {
+  client_->data = this;
+  uv_timer_init(rt_->loop(), &timer_);
+  timer_.data = this;
+  llhttp_init(&parser_, HTTP_REQUEST, settings());
+  parser_.data = this;
+  client_addr_ = socketAddress(client_, /*peer=*/true);
+  client_ip_ = ipOf(client_addr_);
+  via_token_ = viaToken(socketAddress(client_, /*peer=*/false));
+  uv_tcp_nodelay(client_, 1);
+  rt_->addSession(this);
+  rt_->addClientConnection(client_ip_);
+}
+
+void Connection::onClientRead(ssize_t nread, BufferRef block) {
+  if (nread == 0) {
+    return;  // EAGAIN: nothing this time
+  }
+  if (nread < 0) {
+    // EOF or a reset. A half-sent request cannot be answered usefully, and
+    // an exchange whose body was cut short must not be completed.
+    if (exchange_ != nullptr) {
+      ForwardExchange* ex = exchange_;
+      exchange_ = nullptr;
+      ex->detach("client");
+    }
     close();
+    return;
+  }
+  if (phase_ == Phase::kResponding || phase_ == Phase::kClosing) {
+    return;  // lingering after our answer: discard
+  }
+  feed(block.data(), static_cast<size_t>(nread));
+}
+
+void Connection::feed(const char* data, size_t len) {
+  parsing_ = true;
+  llhttp_errno_t err = llhttp_execute(&parser_, data, len);
+  parsing_ = false;
+  if (phase_ == Phase::kResponding || phase_ == Phase::kClosing) {
+    return;  // a hook ended the request (e.g. the exchange failed)
+  }
+  const char* end = data + len;
+  switch (err) {
+    case HPE_OK:
+      return;  // everything consumed; more is needed
+    case HPE_PAUSED: {
+      // Paused after a head or after a whole request: what follows is body
+      // or the next (pipelined) request, kept until we get to it.
+      const char* pos = llhttp_get_error_pos(&parser_);
+      pending_input_.assign(pos, end);
+      stopReading();
+      if (next_request_deferred_) {
+        next_request_deferred_ = false;
+        nextRequest();
+      } else if (!request_complete_ && head_complete_ && exchange_ == nullptr) {
+        dispatchRequest();
+      }
+      return;
+    }
+    case HPE_PAUSED_UPGRADE: {
+      const char* pos = llhttp_get_error_pos(&parser_);
+      std::string leftover(pos, end);
+      stopReading();
+      dispatchConnect(std::move(leftover));
+      return;
+    }
+    default:
+      respondParseError(err);
+      return;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// llhttp hooks.
+
+const llhttp_settings_t* Connection::settings() {
+  static const llhttp_settings_t table = [] {
+    llhttp_settings_t s;
+    llhttp_settings_init(&s);
+    s.on_message_begin = &Connection::onMessageBegin;
+    s.on_url = &Connection::onUrl;
+    s.on_header_field = &Connection::onHeaderField;
+    s.on_header_value = &Connection::onHeaderValue;
+    s.on_header_value_complete = &Connection::onHeaderValueComplete;
+    s.on_headers_complete = &Connection::onHeadersComplete;
+    s.on_body = &Connection::onBody;
+    s.on_message_complete = &Connection::onMessageComplete;
+    return s;
+  }();
+  return &table;
+}
+
+Connection* Connection::from(llhttp_t* parser) {
+  return static_cast<Connection*>(parser->data);
+}
+
+int Connection::onMessageBegin(llhttp_t* parser) {
+  Connection* self = from(parser);
+  self->request_started_ = true;
+  self->request_start_ms_ = uv_now(self->rt_->loop());
+  // Between keep-alive requests the idle timer ran; from the first byte on,
+  // the head must arrive within header_timeout.
+  if (self->timer_mode_ == TimerMode::kIdle) {
+    self->armHeaderTimer();
+  }
+  return 0;
+}
+
+bool Connection::countHeadBytes(size_t len) {
+  head_bytes_ += len;
+  if (head_bytes_ > config_->config().limits.max_header_bytes) {
+    head_too_large_ = true;
     return false;
   }
-  uv_read_start(reinterpret_cast<uv_stream_t*>(&client_), &Connection::onAlloc,
-                &Connection::onRead);
   return true;
+}
+
+int Connection::onUrl(llhttp_t* parser, const char* at, size_t len) {
+  Connection* self = from(parser);
+  if (!self->countHeadBytes(len)) {
+    return HPE_USER;
+  }
+  self->request_.target.append(at, len);
+  return 0;
+}
+
+int Connection::onHeaderField(llhttp_t* parser, const char* at, size_t len) {
+  Connection* self = from(parser);
+  if (self->head_complete_) {
+    return 0;  // trailer fields of a chunked body: dropped
+  }
+  if (!self->countHeadBytes(len + 4)) {  // + ": " and CRLF
+    return HPE_USER;
+  }
+  self->field_.append(at, len);
+  return 0;
+}
+
+int Connection::onHeaderValue(llhttp_t* parser, const char* at, size_t len) {
+  Connection* self = from(parser);
+  if (self->head_complete_) {
+    return 0;
+  }
+  if (!self->countHeadBytes(len)) {
+    return HPE_USER;
+  }
+  self->value_.append(at, len);
+  return 0;
+}
+
+int Connection::onHeaderValueComplete(llhttp_t* parser) {
+  Connection* self = from(parser);
+  if (self->head_complete_) {
+    return 0;
+  }
+  if (self->request_.headers.size() >= kMaxRequestFields) {
+    self->too_many_fields_ = true;
+    return HPE_USER;
+  }
+  // llhttp accepts "Name :" (whitespace before the colon), which RFC 9112
+  // 5.1 says a server must reject: a field name is a token, nothing else.
+  if (!isToken(self->field_)) {
+    self->field_error_ = "invalid header field name";
+    return HPE_USER;
+  }
+  self->request_.headers.add(std::move(self->field_), std::move(self->value_));
+  self->field_.clear();
+  self->value_.clear();
+  return 0;
+}
+
+int Connection::onHeadersComplete(llhttp_t* parser) {
+  Connection* self = from(parser);
+  self->head_complete_ = true;
+  self->request_.method = llhttp_method_name(static_cast<llhttp_method_t>(parser->method));
+  self->request_.http_major = parser->http_major;
+  self->request_.http_minor = parser->http_minor;
+  if (parser->method == HTTP_CONNECT) {
+    return 0;  // llhttp stops with HPE_PAUSED_UPGRADE right after the head
+  }
+  // Pause: the decision (and the next hop) must be ready before any body
+  // byte is consumed.
+  return HPE_PAUSED;
+}
+
+int Connection::onBody(llhttp_t* parser, const char* at, size_t len) {
+  Connection* self = from(parser);
+  if (self->exchange_ != nullptr) {
+    self->exchange_->onRequestBody(at, len);
+  }
+  return 0;
+}
+
+int Connection::onMessageComplete(llhttp_t* parser) {
+  Connection* self = from(parser);
+  if (parser->method == HTTP_CONNECT) {
+    return 0;
+  }
+  self->request_complete_ = true;
+  if (self->exchange_ != nullptr) {
+    self->exchange_->onRequestComplete();
+  }
+  // Pause: a pipelined next request waits until this one is answered.
+  return HPE_PAUSED;
+}
+
+// ---------------------------------------------------------------------------
+// Dispatch.
+
+DecisionRecord Connection::newRecord() const {
+  DecisionRecord record;
+  record.conn = id_;
+  record.client = client_addr_;
+  record.method = request_.method;
+  record.target = rules::maskUrlCredentials(request_.target);
+  record.config_gen = config_->generation();
+  record.bytes_in = head_bytes_;
+  return record;
+}
+
+// An absolute-form (or other non-CONNECT) request head is complete. Checks
+// run from the cheapest and least specific (who is asking, is it a loop, is
+// it a request we forward at all) to the decision, whose answer is carried
+// out by a ForwardExchange.
+void Connection::dispatchRequest() {
+  uv_timer_stop(&timer_);
+  timer_mode_ = TimerMode::kNone;
+  DecisionRecord record = newRecord();
+  if (!client_allowed_) {
+    ProxyError e;
+    e.status = 403;
+    e.reason = "Client not allowed";
+    e.kind = ProxyErrorKind::kHttpRequestDenied;
+    e.details = "client " + client_ip_ + " is not in access.allow_clients";
+    record.rule = "access.allow_clients";
+    respondError(std::move(e), std::move(record));
+    return;
+  }
+  if (viaHasToken(request_.headers, via_token_)) {
+    ProxyError e;
+    e.status = 508;
+    e.reason = "Loop Detected";
+    e.kind = ProxyErrorKind::kProxyLoopDetected;
+    e.details = "the request already passed through this proxy (Via: " + via_token_ + ")";
+    respondError(std::move(e), std::move(record));
+    return;
+  }
+  const std::string& target = request_.target;
+  if (!target.empty() && (target.front() == '/' || target == "*")) {
+    ProxyError e;
+    e.status = 501;
+    e.reason = "Not Implemented";
+    e.kind = ProxyErrorKind::kProxyInternalResponse;
+    e.details = "origin-form request " + request_.method + " " + target +
+                ": GOPROXY server mode is not implemented yet; send requests with an "
+                "absolute URL (HTTP_PROXY) or through CONNECT (HTTPS_PROXY)";
+    respondError(std::move(e), std::move(record));
+    return;
+  }
+  AbsoluteUrl url;
+  std::string error;
+  if (!parseAbsoluteUrl(target, &url, &error)) {
+    respondError(badRequest("Bad request target", "request target: " + error), std::move(record));
+    return;
+  }
+  record.host = url.authority.host;
+  record.port = url.authority.port;
+  if (url.scheme == "https") {
+    respondError(badRequest("Use CONNECT for https",
+                            "a request for an https:// URL arrived without CONNECT; clients "
+                            "send https through a CONNECT tunnel (HTTPS_PROXY), switchyard "
+                            "does not open TLS for them"),
+                 std::move(record));
+    return;
+  }
+  if (parser_.upgrade != 0) {
+    ProxyError e;
+    e.status = 501;
+    e.reason = "Upgrade not supported";
+    e.kind = ProxyErrorKind::kProxyInternalResponse;
+    e.details =
+        "protocol upgrades (Upgrade: " +
+        std::string(request_.headers.find("Upgrade") ? *request_.headers.find("Upgrade") : "") +
+        ") are not forwarded for plain http; use CONNECT";
+    respondError(std::move(e), std::move(record));
+    return;
+  }
+  if (const std::string* te = request_.headers.find("Transfer-Encoding");
+      te != nullptr &&
+      ((parser_.flags & F_CHUNKED) == 0 || request_.headers.count("Transfer-Encoding") > 1 ||
+       !equalsIgnoreCase(*te, "chunked"))) {
+    // RFC 9112 6.1: without chunked as the final coding the body length is
+    // unknown. Other codings would be lost when we re-frame the body.
+    respondError(badRequest("Bad Request",
+                            "Transfer-Encoding \"" + *te + "\" is not supported; only chunked is"),
+                 std::move(record));
+    return;
+  }
+  if (request_.headers.count("Host") > 1) {
+    respondError(badRequest("Bad Request", "more than one Host field"), std::move(record));
+    return;
+  }
+
+  rules::RequestFacts facts;
+  facts.kind = rules::RequestKind::kAbsolute;
+  facts.scheme = "http";
+  facts.host = url.authority.host;
+  facts.port = url.authority.port;
+  facts.path = url.path;
+  rules::Decision decision = rules::decide(facts, *config_->snapshot);
+  applyDecision(decision, &record);
+  switch (decision.action) {
+    case rules::Action::kDeny:
+      respondError(deniedByRule(decision, url.str()), std::move(record));
+      return;
+    case rules::Action::kMirror: {
+      ProxyError e;
+      e.status = 501;
+      e.reason = "Mirror not implemented";
+      e.kind = ProxyErrorKind::kProxyConfigurationError;
+      e.details = "rule " + decision.rule + " (" + decision.source.str() +
+                  ") sends this request to a mirror, which is not implemented for plain "
+                  "http yet";
+      respondError(std::move(e), std::move(record));
+      return;
+    }
+    case rules::Action::kDirect:
+    case rules::Action::kUpstream:
+      break;
+  }
+  ForwardExchange::Params params;
+  params.rt = rt_;
+  params.conn = this;
+  params.config = config_;
+  params.head = request_;
+  params.url = std::move(url);
+  params.decision = std::move(decision);
+  params.record = std::move(record);
+  params.start_ms = request_start_ms_;
+  params.request_chunked = (parser_.flags & F_CHUNKED) != 0;
+  params.request_has_body =
+      params.request_chunked || ((parser_.flags & F_CONTENT_LENGTH) && parser_.content_length > 0);
+  params.client_keep_alive = llhttp_should_keep_alive(&parser_) != 0;
+  params.via_token = via_token_;
+  phase_ = Phase::kForwarding;
+  exchange_ = ForwardExchange::create(std::move(params));
+  exchange_->begin();
+}
+
+// A CONNECT head is complete; `leftover` is what the client sent after it
+// (a pipelined TLS ClientHello), which belongs to the tunnel.
+void Connection::dispatchConnect(std::string leftover) {
+  uv_timer_stop(&timer_);
+  timer_mode_ = TimerMode::kNone;
+  DecisionRecord record = newRecord();
+  if (!client_allowed_) {
+    ProxyError e;
+    e.status = 403;
+    e.reason = "Client not allowed";
+    e.kind = ProxyErrorKind::kHttpRequestDenied;
+    e.details = "client " + client_ip_ + " is not in access.allow_clients";
+    record.rule = "access.allow_clients";
+    respondError(std::move(e), std::move(record));
+    return;
+  }
+  if (viaHasToken(request_.headers, via_token_)) {
+    ProxyError e;
+    e.status = 508;
+    e.reason = "Loop Detected";
+    e.kind = ProxyErrorKind::kProxyLoopDetected;
+    e.details = "the request already passed through this proxy (Via: " + via_token_ + ")";
+    respondError(std::move(e), std::move(record));
+    return;
+  }
+  Authority target;
+  std::string error;
+  if (!parseAuthorityForm(request_.target, &target, &error)) {
+    respondError(badRequest("Bad CONNECT target", "CONNECT " + request_.target + ": " + error),
+                 std::move(record));
+    return;
+  }
+  record.host = target.host;
+  record.port = target.port;
+
+  rules::RequestFacts facts;
+  facts.kind = rules::RequestKind::kConnect;
+  facts.scheme = "https";
+  facts.host = target.host;
+  facts.port = target.port;
+  rules::Decision decision = rules::decide(facts, *config_->snapshot);
+  applyDecision(decision, &record);
+  if (decision.action == rules::Action::kDeny) {
+    respondError(deniedByRule(decision, "CONNECT " + target.str()), std::move(record));
+    return;
+  }
+  const std::vector<uint16_t>& ports = config_->config().access.connect_ports;
+  if (std::find(ports.begin(), ports.end(), target.port) == ports.end()) {
+    ProxyError e;
+    e.status = 403;
+    e.reason = "Port " + std::to_string(target.port) + " not allowed";
+    e.kind = ProxyErrorKind::kHttpRequestDenied;
+    std::string allowed;
+    for (uint16_t p : ports) {
+      allowed += (allowed.empty() ? "" : ", ") + std::to_string(p);
+    }
+    e.details = "CONNECT to port " + std::to_string(target.port) +
+                " refused: access.connect_ports allows " + (allowed.empty() ? "none" : allowed);
+    record.rule = "access.connect_ports";
+    respondError(std::move(e), std::move(record));
+    return;
+  }
+  if (decision.action == rules::Action::kMirror || decision.intercept) {
+    ProxyError e;
+    e.status = 501;
+    e.reason = "Interception not implemented";
+    e.kind = ProxyErrorKind::kProxyConfigurationError;
+    e.details = "rule " + decision.rule + " (" + decision.source.str() +
+                ") intercepts this tunnel, which is not implemented yet";
+    respondError(std::move(e), std::move(record));
+    return;
+  }
+
+  Tunnel::Params params;
+  params.rt = rt_;
+  params.config = config_;
+  params.client = client_;
+  params.client_ip = client_ip_;
+  params.leftover = std::move(leftover);
+  params.target = std::move(target);
+  params.decision = std::move(decision);
+  params.record = std::move(record);
+  params.start_ms = request_start_ms_;
+  params.via_token = via_token_;
+  // From here the client socket belongs to the tunnel; this object only
+  // closes its timer and goes away.
+  client_ = nullptr;
+  phase_ = Phase::kHandedOff;
+  Tunnel::start(std::move(params));
+  close();
+}
+
+// ---------------------------------------------------------------------------
+// Answers and the exchange's interface.
+
+void Connection::respondError(ProxyError error, DecisionRecord record) {
+  bool head_only = request_.method == "HEAD";
+  std::string bytes = recordError(error, /*close=*/true, head_only, &record);
+  record.bytes_out = bytes.size();
+  record.duration_ms = uv_now(rt_->loop()) - request_start_ms_;
+  record.closed_by = "proxy";
+  rt_->writeDecision(record);
+  phase_ = Phase::kResponding;
+  stopReading();
+  writeToClient(makeWrite(std::move(bytes)));
+  closeAfterWrites();
+}
+
+void Connection::respondParseError(llhttp_errno_t err) {
+  DecisionRecord record = newRecord();
+  const rules::LimitsConfig& limits = config_->config().limits;
+  if (head_too_large_ || too_many_fields_) {
+    ProxyError e;
+    e.status = 431;
+    e.reason = "Request Header Fields Too Large";
+    e.kind = ProxyErrorKind::kHttpRequestError;
+    e.details = head_too_large_ ? "the request head exceeds limits.max_header_bytes (" +
+                                      std::to_string(limits.max_header_bytes) + " bytes)"
+                                : "the request has more than " + std::to_string(kMaxRequestFields) +
+                                      " header fields";
+    respondError(std::move(e), std::move(record));
+    return;
+  }
+  std::string why = !field_error_.empty() ? field_error_
+                                          : std::string(llhttp_errno_name(err)) + ": " +
+                                                llhttp_get_error_reason(&parser_);
+  if (exchange_ != nullptr) {
+    // The body was malformed midway (e.g. a bad chunk size): the exchange
+    // answers (or aborts) and logs; we close afterwards.
+    ForwardExchange* ex = exchange_;
+    ex->onRequestBodyError("malformed request body: " + why);
+    return;
+  }
+  respondError(badRequest("Bad Request", "malformed request: " + why), std::move(record));
+}
+
+void Connection::writeToClient(WriteRequest* w) {
+  if (client_ == nullptr || phase_ == Phase::kClosing) {
+    delete w;
+    return;
+  }
+  ++writes_pending_;
+  if (submitWrite<&Connection::onClientWritten, Connection>(asStream(client_), this, w) != 0) {
+    --writes_pending_;
+    // The socket is already broken. Close from the timer, not here: the
+    // caller is in the middle of its own work.
+    timer_mode_ = TimerMode::kBroken;
+    startTimer<&Connection::onTimer, Connection>(&timer_, 0);
+  }
+}
+
+size_t Connection::clientWriteQueueSize() const {
+  return client_ == nullptr ? 0 : uv_stream_get_write_queue_size(asStream(client_));
+}
+
+void Connection::onClientWritten(int status, size_t) {
+  --writes_pending_;
+  if (phase_ == Phase::kClosing) {
+    return;
+  }
+  if (status < 0) {
+    if (exchange_ != nullptr) {
+      ForwardExchange* ex = exchange_;
+      exchange_ = nullptr;
+      ex->detach("client");
+    }
+    close();
+    return;
+  }
+  if (exchange_ != nullptr) {
+    exchange_->onClientWritten();
+  }
+  if (close_after_writes_ && writes_pending_ == 0) {
+    lingerClose();
+  }
+}
+
+void Connection::resumeRequestBody() {
+  body_flowing_ = true;
+  llhttp_resume(&parser_);
+  std::string input = std::move(pending_input_);
+  pending_input_.clear();
+  // Fed even when empty: a request without a body completes right here.
+  feed(input.data(), input.size());
+  if (phase_ == Phase::kForwarding && !request_complete_ && !throttled_) {
+    startReading();
+  }
+}
+
+void Connection::pauseClientReads() {
+  throttled_ = true;
+  stopReading();
+}
+
+void Connection::resumeClientReads() {
+  throttled_ = false;
+  if (phase_ == Phase::kForwarding && body_flowing_ && !request_complete_) {
+    startReading();
+  }
+}
+
+void Connection::exchangeFinished(bool keep_client) {
+  exchange_ = nullptr;
+  if (phase_ == Phase::kClosing) {
+    return;
+  }
+  if (!keep_client || draining_ || !request_complete_) {
+    phase_ = Phase::kResponding;
+    stopReading();
+    closeAfterWrites();
+    return;
+  }
+  if (parsing_) {
+    // The exchange ended inside one of our llhttp hooks (the response was
+    // complete before the request body was): the parser must not be
+    // re-entered, so the next request starts once llhttp_execute returns.
+    next_request_deferred_ = true;
+    return;
+  }
+  nextRequest();
+}
+
+void Connection::abortClient() {
+  exchange_ = nullptr;
+  close();
+}
+
+// Back to reading a head after a keep-alive exchange; a pipelined request
+// that already arrived is parsed right away.
+void Connection::nextRequest() {
+  phase_ = Phase::kReadingHead;
+  request_ = RequestHead();
+  field_.clear();
+  value_.clear();
+  field_error_.clear();
+  head_bytes_ = 0;
+  request_started_ = false;
+  head_complete_ = false;
+  request_complete_ = false;
+  body_flowing_ = false;
+  throttled_ = false;
+  head_too_large_ = false;
+  too_many_fields_ = false;
+  llhttp_resume(&parser_);
+  armIdleTimer();
+  if (!pending_input_.empty()) {
+    std::string input = std::move(pending_input_);
+    pending_input_.clear();
+    feed(input.data(), input.size());
+  }
+  if (phase_ == Phase::kReadingHead) {
+    startReading();
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Timers, drain and close.
+
+void Connection::armHeaderTimer() {
+  timer_mode_ = TimerMode::kHeader;
+  auto ms = static_cast<uint64_t>(config_->config().limits.header_timeout.count());
+  startTimer<&Connection::onTimer, Connection>(&timer_, ms);
+}
+
+void Connection::armIdleTimer() {
+  timer_mode_ = TimerMode::kIdle;
+  auto ms = static_cast<uint64_t>(config_->config().limits.idle_timeout.count());
+  startTimer<&Connection::onTimer, Connection>(&timer_, ms);
+}
+
+void Connection::onTimer() {
+  TimerMode mode = timer_mode_;
+  timer_mode_ = TimerMode::kNone;
+  switch (mode) {
+    case TimerMode::kHeader:
+      if (phase_ != Phase::kReadingHead) {
+        return;
+      }
+      if (!request_started_) {
+        close();  // sent nothing at all: no answer, no log line
+        return;
+      }
+      {
+        ProxyError e;
+        e.status = 408;
+        e.reason = "Request Timeout";
+        e.kind = ProxyErrorKind::kHttpRequestError;
+        e.details = "the request head did not arrive within limits.header_timeout (" +
+                    seconds(config_->config().limits.header_timeout) + ")";
+        respondError(std::move(e), newRecord());
+      }
+      return;
+    case TimerMode::kIdle:
+      if (phase_ == Phase::kReadingHead && !request_started_) {
+        close();
+      }
+      return;
+    case TimerMode::kWrite:
+    case TimerMode::kLinger:
+    case TimerMode::kBroken:
+      if (exchange_ != nullptr) {
+        ForwardExchange* ex = exchange_;
+        exchange_ = nullptr;
+        ex->detach("client");
+      }
+      close();
+      return;
+    case TimerMode::kNone:
+      return;
+  }
+}
+
+void Connection::closeAfterWrites() {
+  close_after_writes_ = true;
+  if (writes_pending_ == 0) {
+    lingerClose();
+    return;
+  }
+  // A client that does not read its answer is not waited for forever.
+  timer_mode_ = TimerMode::kWrite;
+  auto ms = static_cast<uint64_t>(config_->config().limits.idle_timeout.count());
+  startTimer<&Connection::onTimer, Connection>(&timer_, ms);
+}
+
+void Connection::lingerClose() {
+  if (lingering_ || phase_ == Phase::kClosing || client_ == nullptr) {
+    return;
+  }
+  lingering_ = true;
+  shutdown_req_.data = this;
+  int rc = uv_shutdown(&shutdown_req_, asStream(client_), [](uv_shutdown_t* req, int status) {
+    static_cast<Connection*>(req->data)->onShutdown(status);
+  });
+  if (rc != 0) {
+    close();
+    return;
+  }
+  timer_mode_ = TimerMode::kLinger;
+  startTimer<&Connection::onTimer, Connection>(&timer_, kLingerMs);
+}
+
+void Connection::onShutdown(int status) {
+  if (phase_ == Phase::kClosing) {
+    return;
+  }
+  if (status < 0) {
+    close();
+    return;
+  }
+  // Read (and discard) until the client closes its side or the linger
+  // timer fires.
+  startReading();
+}
+
+void Connection::drain() {
+  draining_ = true;
+  if (phase_ == Phase::kReadingHead && !request_started_) {
+    close();
+  }
+}
+
+void Connection::abort() {
+  if (exchange_ != nullptr) {
+    ForwardExchange* ex = exchange_;
+    exchange_ = nullptr;
+    ex->detach("proxy");
+  }
+  close();
+}
+
+void Connection::startReading() {
+  if (reading_ || client_ == nullptr || phase_ == Phase::kClosing) {
+    return;
+  }
+  if (startRead<&Connection::onClientRead, Connection>(asStream(client_)) == 0) {
+    reading_ = true;
+  }
+}
+
+void Connection::stopReading() {
+  if (reading_ && client_ != nullptr) {
+    uv_read_stop(asStream(client_));
+  }
+  reading_ = false;
 }
 
 void Connection::close() {
   if (phase_ == Phase::kClosing) {
     return;
   }
+  handed_off_ = phase_ == Phase::kHandedOff;
   phase_ = Phase::kClosing;
-  uv_close(reinterpret_cast<uv_handle_t*>(&client_), &Connection::onClosed);
+  if (exchange_ != nullptr) {
+    ForwardExchange* ex = exchange_;
+    exchange_ = nullptr;
+    ex->detach("client");
+  }
+  reading_ = false;
+  if (client_ != nullptr) {
+    ++pending_closes_;
+    closeHandle<&Connection::onHandleClosed, Connection>(asHandle(client_));
+  }
+  ++pending_closes_;
+  closeHandle<&Connection::onHandleClosed, Connection>(asHandle(&timer_));
 }
 
-void Connection::onClosed(uv_handle_t* handle) {
-  Connection* self = fromHandle(handle);
-  self->server_->onConnectionClosed(self);
-  delete self;
-}
-
-void Connection::onAlloc(uv_handle_t* handle, size_t, uv_buf_t* buf) {
-  Connection* self = fromHandle(handle);
-  *buf = uv_buf_init(self->read_buf_, sizeof(self->read_buf_));
-}
-
-void Connection::onRead(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
-  Connection* self = fromHandle(stream);
-  if (nread < 0) {
-    self->close();
+void Connection::onHandleClosed(uv_handle_t* handle) {
+  if (client_ != nullptr && handle == asHandle(client_)) {
+    delete client_;
+    client_ = nullptr;
+  }
+  if (--pending_closes_ > 0) {
     return;
   }
-  if (nread == 0 || self->phase_ != Phase::kReadingRequest) {
-    return;
+  if (!handed_off_) {
+    rt_->removeClientConnection(client_ip_);
   }
-  llhttp_errno_t err = llhttp_execute(&self->parser_, buf->base, static_cast<size_t>(nread));
-  if (err == HPE_PAUSED) {
-    return;  // the request was answered
-  }
-  if (err != HPE_OK) {
-    self->respond(400, "Bad Request",
-                  std::string("malformed request: ") + llhttp_get_error_reason(&self->parser_));
-  }
-}
-
-int Connection::onMessageComplete(llhttp_t* parser) {
-  auto* self = static_cast<Connection*>(parser->data);
-  self->respond(501, "Not Implemented", "switchyard cannot do this yet\n");
-  return HPE_PAUSED;
-}
-
-void Connection::respond(int status, const std::string& reason, const std::string& body) {
-  phase_ = Phase::kResponding;
-  uv_read_stop(reinterpret_cast<uv_stream_t*>(&client_));
-  auto* w = new WriteReq;
-  w->req.data = this;
-  w->data = "HTTP/1.1 " + std::to_string(status) + " " + reason +
-            "\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: " +
-            std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body;
-  uv_buf_t buf = uv_buf_init(w->data.data(), static_cast<unsigned>(w->data.size()));
-  uv_write(&w->req, reinterpret_cast<uv_stream_t*>(&client_), &buf, 1, [](uv_write_t* req, int) {
-    auto* wr = reinterpret_cast<WriteReq*>(req);
-    auto* conn = static_cast<Connection*>(req->data);
-    delete wr;
-    conn->close();
-  });
+  // Unregister first: the last session leaving may finish a drain, which
+  // must not find this object half-destroyed.
+  rt_->removeSession(this);
+  delete this;
 }
 
 }  // namespace switchyard

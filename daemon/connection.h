@@ -1,38 +1,167 @@
-// Connection: one client connection and its explicit state machine.
+// Connection: one client connection while it speaks HTTP/1.1 to us, with its
+// explicit state machine. It reads request heads (llhttp, strict, with size
+// and time limits), asks rules::decide() what to do, and then either
+//  - answers itself through recordError() (refusals, malformed requests),
+//  - runs a ForwardExchange for an absolute-form request (and keeps the
+//    client connection for the next request when both sides allow it), or
+//  - hands the client socket to a Tunnel for CONNECT, and ends.
+//
+// Callback chain, in the order it runs (connection.cc keeps this order):
+//   start -> onClientRead -> feed -> (llhttp hooks) -> dispatchRequest |
+//   dispatchConnect -> [ForwardExchange ... exchangeFinished] -> nextRequest
+//   -> ... -> close -> onHandleClosed (the only place `this` is deleted).
 #pragma once
 
 #include <llhttp.h>
 #include <uv.h>
 
+#include <cstdint>
 #include <string>
+
+#include "daemon/decision_log.h"
+#include "daemon/http_message.h"
+#include "daemon/proxy_status.h"
+#include "daemon/runtime.h"
 
 namespace switchyard {
 
-class Server;
+class ForwardExchange;
 
-class Connection {
+class Connection : public Session {
  public:
-  enum class Phase { kReadingRequest, kResponding, kClosing };
+  // The coarse phase. Finer facts are the flags below.
+  enum class Phase {
+    kReadingHead,  // waiting for or parsing a request head
+    kForwarding,   // a ForwardExchange owns the current request
+    kResponding,   // writing our own final response; closes afterwards
+    kHandedOff,    // the client socket belongs to a Tunnel now
+    kClosing,      // handles are closing; deleted in the last close callback
+  };
 
-  explicit Connection(Server* server);
-  // Accepts from `listener` and starts reading; false if accept failed.
-  bool accept(uv_stream_t* listener);
-  // Starts the single close path: the object is deleted in the close callback.
-  void close();
+  // Named limits (request side). The byte limit is limits.max_header_bytes.
+  // More fields than any browser or tool sends; bounds the list we build.
+  static constexpr size_t kMaxRequestFields = 256;
+
+  // Takes an accepted, initialised socket (heap-allocated; `data` unused)
+  // and starts reading from it. `allowed`: the peer passed allow_clients.
+  static void start(Runtime* rt, uv_tcp_t* client, bool allowed);
+
+  // Session
+  void drain() override;
+  void abort() override;
+
+  // ---- Used by the ForwardExchange of the current request.
+  // The exchange is ready for the request body: parsing resumes.
+  void resumeRequestBody();
+  // Backpressure on the request body: the upstream cannot take more now.
+  void pauseClientReads();
+  void resumeClientReads();
+  void writeToClient(WriteRequest* w);
+  size_t clientWriteQueueSize() const;
+  // The exchange has queued its whole response (or an error response) and
+  // logged its record. `keep_client`: the next request may follow.
+  void exchangeFinished(bool keep_client);
+  // The response broke off midway: the client must see an unclean end.
+  void abortClient();
+  bool draining() const { return draining_; }
 
  private:
-  static void onAlloc(uv_handle_t* handle, size_t suggested, uv_buf_t* buf);
-  static void onRead(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf);
-  static void onClosed(uv_handle_t* handle);
-  static int onMessageComplete(llhttp_t* parser);
-  void respond(int status, const std::string& reason, const std::string& body);
+  Connection(Runtime* rt, uv_tcp_t* client, bool allowed);
+  ~Connection() override = default;
 
-  Server* server_;
-  uv_tcp_t client_;
+  // The callback chain.
+  void onClientRead(ssize_t nread, BufferRef block);
+  void feed(const char* data, size_t len);
+  void dispatchRequest();
+  void dispatchConnect(std::string leftover);
+  void nextRequest();
+  void onClientWritten(int status, size_t bytes);
+  void onTimer();
+  void close();
+  void onHandleClosed(uv_handle_t* handle);
+
+  // llhttp hooks: one static table, each recovers `this` from parser->data.
+  static const llhttp_settings_t* settings();
+  static Connection* from(llhttp_t* parser);
+  static int onMessageBegin(llhttp_t* parser);
+  static int onUrl(llhttp_t* parser, const char* at, size_t len);
+  static int onHeaderField(llhttp_t* parser, const char* at, size_t len);
+  static int onHeaderValue(llhttp_t* parser, const char* at, size_t len);
+  static int onHeaderValueComplete(llhttp_t* parser);
+  static int onHeadersComplete(llhttp_t* parser);
+  static int onBody(llhttp_t* parser, const char* at, size_t len);
+  static int onMessageComplete(llhttp_t* parser);
+
+  // Helpers.
+  void startReading();
+  void stopReading();
+  bool countHeadBytes(size_t len);
+  DecisionRecord newRecord() const;
+  // Answers the current request through recordError(), logs the record and
+  // closes once the answer is written.
+  void respondError(ProxyError error, DecisionRecord record);
+  void respondParseError(llhttp_errno_t err);
+  void closeAfterWrites();
+  void lingerClose();
+  void onShutdown(int status);
+  void armHeaderTimer();
+  void armIdleTimer();
+
+  Runtime* rt_;
+  // The config snapshot this connection started under; kept for its whole
+  // life (a reload does not change a connection midway).
+  LiveConfigPtr config_;
+  uv_tcp_t* client_;  // heap; closed here unless handed to a Tunnel
+  // What the one timer currently measures.
+  enum class TimerMode {
+    kNone,
+    kHeader,  // limits.header_timeout for the current head (408)
+    kIdle,    // limits.idle_timeout between keep-alive requests (silent close)
+    kWrite,   // our final answer must be taken within idle_timeout
+    kLinger,  // after our answer and FIN: wait for the client's close
+    kBroken,  // a write failed synchronously: close on the next loop turn
+  };
+  uv_timer_t timer_;
+  TimerMode timer_mode_ = TimerMode::kNone;
+  uv_shutdown_t shutdown_req_{};  // the FIN after our final answer
   llhttp_t parser_;
-  llhttp_settings_t settings_;
-  Phase phase_ = Phase::kReadingRequest;
-  char read_buf_[16384];
+  Phase phase_ = Phase::kReadingHead;
+  ForwardExchange* exchange_ = nullptr;  // the current request's, if any
+
+  uint64_t id_;
+  std::string client_addr_;    // "ip:port" of the peer
+  std::string client_ip_;      // for limits.max_connections_per_client
+  std::string via_token_;      // our Via received-by for this listener address
+  int pending_closes_ = 0;     // handle closes still to come before delete
+  size_t writes_pending_ = 0;  // uv_write requests not yet completed
+
+  // Flags, each true while:
+  bool client_allowed_;                 // the peer passed access.allow_clients
+  bool reading_ = false;                // uv_read_start is active on the client
+  bool request_started_ = false;        // a byte of the current request arrived
+  bool head_complete_ = false;          // the current request's head is parsed
+  bool request_complete_ = false;       // the current request's body has ended
+  bool body_flowing_ = false;           // body bytes go to the exchange
+  bool throttled_ = false;              // the exchange asked us to stop reading
+  bool close_after_writes_ = false;     // close once every queued write is done
+  bool draining_ = false;               // SIGTERM: no further requests
+  bool lingering_ = false;              // FIN sent after our answer; reading to discard
+  bool handed_off_ = false;             // the client socket went to a Tunnel
+  bool parsing_ = false;                // inside llhttp_execute (hooks may run)
+  bool next_request_deferred_ = false;  // start the next request once it returns
+  bool head_too_large_ = false;         // the head passed max_header_bytes
+  bool too_many_fields_ = false;        // the head passed kMaxRequestFields
+  std::string field_error_;             // a bad field name or value, for the 400
+
+  // The current request.
+  RequestHead request_;
+  std::string field_;      // header name being read
+  std::string value_;      // header value being read
+  size_t head_bytes_ = 0;  // bytes of the head read so far
+  uint64_t request_start_ms_ = 0;
+  // Bytes read but not yet parsed: the parser pauses after each head and
+  // each request, and what follows waits here.
+  std::string pending_input_;
 };
 
 }  // namespace switchyard

@@ -1,0 +1,77 @@
+// One function reports every refusal and failure to all its audiences at
+// once: the client (status line whose reason names the rule, an RFC 9209
+// `Proxy-Status` header, a plain-text body a person can read), the decision
+// log (status and proxy_status fields) and the per-kind counters behind
+// /metrics. Nothing else in the daemon builds an error response, so the
+// three can never disagree.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "daemon/decision_log.h"
+#include "daemon/http_message.h"
+
+namespace switchyard {
+
+// RFC 9209 section 2.3 error types we produce.
+enum class ProxyErrorKind {
+  kDnsError,                       // the name did not resolve
+  kDestinationIpProhibited,        // every address was refused by deny_private_destinations
+  kDestinationUnavailable,         // resolved, but no address could be reached
+  kConnectionRefused,              // the destination answered with RST
+  kConnectionTimeout,              // no connection within limits.connect_timeout
+  kConnectionTerminated,           // the next hop closed before a complete response
+  kConnectionReadTimeout,          // the next hop sent nothing within response_timeout
+  kHttpRequestDenied,              // a rule, the ACL or the port policy refused it
+  kHttpRequestError,               // the client's request was malformed or unsupported
+  kHttpResponseHeaderSectionSize,  // the next hop's head exceeded our limit
+  kHttpProtocolError,              // the next hop did not speak HTTP/1.1 correctly
+  kProxyLoopDetected,              // the request came back to us
+  kProxyInternalResponse,          // we answered ourselves (e.g. 501, 408)
+  kProxyConfigurationError,        // the matching rule cannot be carried out
+  kConnectionLimitReached,         // limits.max_connections
+  kCount,
+};
+
+// The RFC 9209 token, e.g. "http_request_denied".
+const char* proxyErrorToken(ProxyErrorKind kind);
+
+// How much a kind says about the cause: when several attempts fail
+// differently, the highest rank is reported (a refused private address says
+// more than the DNS error of another name).
+int proxyErrorRank(ProxyErrorKind kind);
+
+struct ProxyError {
+  int status = 502;
+  // The reason phrase; it names what decided, e.g. "Denied by rule no-ads".
+  // Empty: the standard phrase for `status`.
+  std::string reason;
+  ProxyErrorKind kind = ProxyErrorKind::kProxyInternalResponse;
+  // One sentence for people: what happened and which rule or limit decided.
+  // Also the Proxy-Status `details` parameter. Never carries credentials.
+  std::string details;
+  std::optional<int> received_status;  // the next hop's status, when it answered
+  std::string next_hop;                // masked; the `next-hop` parameter
+  // A parent's own Proxy-Status, listed before ours (RFC 9209 2: the member
+  // closest to the origin comes first).
+  std::string upstream_proxy_status;
+  HeaderList extra_headers;  // e.g. Proxy-Authenticate
+};
+
+// The Proxy-Status field value, e.g. `switchyard; error=http_request_denied;
+// details="rule no-ads"`.
+std::string proxyStatusValue(const ProxyError& error);
+
+// Fills record->status and record->proxy_status, counts the kind, and
+// returns the complete response (head and body). `close` adds
+// `Connection: close`; `head_only` (a HEAD request) leaves the body out
+// while keeping its Content-Length.
+std::string recordError(const ProxyError& error, bool close, bool head_only,
+                        DecisionRecord* record);
+
+// How many errors of `kind` recordError() has reported since start.
+uint64_t proxyErrorCount(ProxyErrorKind kind);
+
+}  // namespace switchyard

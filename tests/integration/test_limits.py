@@ -1,0 +1,145 @@
+"""Listeners and load shedding: IPv4 + IPv6 listeners from the config,
+max_connections, and running out of file descriptors (EMFILE)."""
+import os
+import resource
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import unittest
+
+from harness import (BIN, Daemon, Origin, curl, free_port, proxy_config, recv_all, recv_until)
+
+
+class ListenerTest(unittest.TestCase):
+    def test_ipv4_and_ipv6_listeners_from_config(self):
+        with Origin() as origin:
+            d = Daemon(config=proxy_config(listen=["127.0.0.1:0", "[::1]:0"]), listen=None)
+            try:
+                m = d.wait_for_log(r"listening on \[::1\]:(\d+)")
+                v6_port = int(m.group(1))
+                self.assertNotEqual(v6_port, 0)
+                for proxy in (d.proxy_url, "http://[::1]:%d" % v6_port):
+                    with self.subTest(proxy=proxy):
+                        r = curl(origin.url("/v"), proxy=proxy)
+                        self.assertEqual(r.returncode, 0, r.stderr)
+                        self.assertEqual(r.stdout, "hello /v\n")
+                recs = d.wait_for_decision(lambda r: r.get("target", "").endswith("/v"), count=2)
+                self.assertEqual(sorted(r["client"].startswith("[::1]") for r in recs),
+                                 [False, True])
+            finally:
+                self.assertEqual(d.stop(), 0)
+
+    def test_listen_flag_overrides_config(self):
+        d = Daemon(config=proxy_config(listen=["127.0.0.1:1"]), listen="127.0.0.1:0")
+        try:
+            self.assertNotEqual(d.port, 1)
+        finally:
+            self.assertEqual(d.stop(), 0)
+
+    def test_unusable_listen_address_exits_1(self):
+        d = None
+        with self.assertRaises(AssertionError):
+            d = Daemon(listen="192.0.2.1:0")  # not a local address: bind fails
+        self.assertIsNone(d)
+
+
+class ConnectionLimitTest(unittest.TestCase):
+    def test_max_connections(self):
+        with Origin() as origin:
+            d = Daemon(config=proxy_config(limits={"max_connections": 2}))
+            try:
+                held = []
+                for i in range(2):
+                    s = socket.create_connection(("127.0.0.1", d.port), timeout=10)
+                    s.sendall(("GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % origin.url("/h%d" % i))
+                              .encode())
+                    self.assertIn(b"hello /h%d" % i, recv_until(s, b"hello /h%d\n" % i))
+                    held.append(s)
+                with socket.create_connection(("127.0.0.1", d.port), timeout=10) as s:
+                    reply = recv_all(s)
+                self.assertTrue(reply.startswith(b"HTTP/1.1 503 "), reply)
+                self.assertIn(b"error=connection_limit_reached", reply)
+                d.wait_for_log(r"limits\.max_connections \(2\) reached")
+                for s in held:
+                    s.close()
+                # Once they are gone, the next client is served.
+                for _ in range(50):
+                    r = curl(origin.url("/after"), proxy=d.proxy_url)
+                    if r.returncode == 0 and r.stdout == "hello /after\n":
+                        break
+                else:
+                    self.fail("never served again: " + r.stdout + r.stderr)
+            finally:
+                self.assertEqual(d.stop(), 0)
+
+
+class EmfileTest(unittest.TestCase):
+    def test_out_of_descriptors_does_not_spin_and_recovers(self):
+        def low_nofile():
+            resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+
+        with Origin() as origin:
+            d = Daemon(config=proxy_config(limits={"header_timeout": "30s"}),
+                       preexec_fn=low_nofile)
+            held = []
+            try:
+                for _ in range(100):
+                    held.append(socket.create_connection(("127.0.0.1", d.port), timeout=10))
+                d.wait_for_log(r"accept: out of file descriptors")
+                for s in held:
+                    s.close()
+                held = []
+                for _ in range(100):
+                    r = curl(origin.url("/fd"), proxy=d.proxy_url, timeout=5)
+                    if r.returncode == 0 and r.stdout == "hello /fd\n":
+                        break
+                else:
+                    self.fail("never served again: " + r.stdout + r.stderr)
+            finally:
+                for s in held:
+                    s.close()
+                self.assertEqual(d.stop(), 0)
+
+
+class SocketActivationTest(unittest.TestCase):
+    def test_adopts_the_socket_systemd_passes(self):
+        with Origin() as origin, tempfile.TemporaryDirectory(prefix="sy-sa-") as tmp:
+            config = os.path.join(tmp, "switchyard.yaml")
+            with open(config, "w") as f:
+                f.write(proxy_config(listen=["127.0.0.1:1"]))  # not used: systemd's socket is
+            port = free_port()
+            env = {k: v for k, v in os.environ.items()
+                   if k.lower() not in ("http_proxy", "https_proxy", "no_proxy", "all_proxy")}
+            # systemd-socket-activate binds the port and starts the daemon on
+            # the first connection, handing the socket over as fd 3.
+            proc = subprocess.Popen(["systemd-socket-activate", "-l", "127.0.0.1:%d" % port,
+                                     BIN, "run", "--config", config],
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                    env=env)
+            lines = []
+            reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
+            reader.start()
+            try:
+                r = None
+                for _ in range(100):
+                    r = curl(origin.url("/activated"), proxy="http://127.0.0.1:%d" % port,
+                             timeout=10)
+                    if r.returncode != 7:  # 7: not listening yet
+                        break
+                self.assertEqual(r.returncode, 0, r.stderr)
+                self.assertEqual(r.stdout, "hello /activated\n")
+            finally:
+                proc.send_signal(signal.SIGTERM)
+                rc = proc.wait(20)
+                reader.join(20)
+                proc.stdout.close()
+            text = "".join(lines)
+            self.assertEqual(rc, 0, text)
+            self.assertIn("socket activation: 1 listening socket(s) from systemd", text)
+            self.assertIn("listening on 127.0.0.1:%d" % port, text)
+
+
+if __name__ == "__main__":
+    unittest.main()
