@@ -10,6 +10,7 @@
 
 #include "daemon/cli.h"
 #include "daemon/decision_log.h"
+#include "daemon/intercept_check.h"
 #include "daemon/runtime.h"
 #include "daemon/sd_notify.h"
 #include "daemon/server.h"
@@ -66,6 +67,10 @@ int runDaemon(const RunOptions& options) {
     spdlog::error("{}", error);
     return 1;
   }
+  if (!checkInterceptCa(snapshot->config(), &error)) {
+    spdlog::error("{}", error);
+    return 1;
+  }
 
   uv_loop_t loop;
   uv_loop_init(&loop);
@@ -86,6 +91,9 @@ int runDaemon(const RunOptions& options) {
     } else {
       ok = server.listen(listen);
     }
+    // After the proxy listeners, so that their "listening on" lines come
+    // first (tools take the first one as the proxy's address).
+    ok = ok && server.listenAdmin();
     if (ok) {
       server.notifyReady();
     } else {

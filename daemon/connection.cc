@@ -12,11 +12,14 @@
 // unread request body to keep it).
 #include "daemon/connection.h"
 
+#include <openssl/crypto.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
 
 #include "daemon/forward.h"
+#include "daemon/intercept.h"
+#include "daemon/mirror_exchange.h"
 #include "daemon/net_address.h"
 #include "daemon/tunnel.h"
 #include "rules/decision.h"
@@ -137,7 +140,7 @@ void Connection::onClientRead(ssize_t nread, BufferRef block) {
     // EOF or a reset. A half-sent request cannot be answered usefully, and
     // an exchange whose body was cut short must not be completed.
     if (exchange_ != nullptr) {
-      ForwardExchange* ex = exchange_;
+      Exchange* ex = exchange_;
       exchange_ = nullptr;
       ex->detach("client");
     }
@@ -354,6 +357,14 @@ void Connection::dispatchRequest() {
     respondError(std::move(e), std::move(record));
     return;
   }
+  // An origin-form request is one for us as a GOPROXY server: the go
+  // command sends its .netrc credentials as Authorization, not
+  // Proxy-Authorization.
+  bool origin_form =
+      !request_.target.empty() && (request_.target.front() == '/' || request_.target == "*");
+  if (!authenticated(origin_form ? AuthKind::kOrigin : AuthKind::kProxy, &record, nullptr)) {
+    return;
+  }
   if (viaHasToken(request_.headers, via_token_)) {
     ProxyError e;
     e.status = 508;
@@ -425,21 +436,41 @@ void Connection::dispatchRequest() {
   facts.host = url.authority.host;
   facts.port = url.authority.port;
   facts.path = url.path;
-  rules::Decision decision = rules::decide(facts, *config_->snapshot);
+  rules::Decision decision = rt_->decide(facts, *config_->snapshot);
   applyDecision(decision, &record);
   switch (decision.action) {
     case rules::Action::kDeny:
       respondError(deniedByRule(decision, url.str()), std::move(record));
       return;
     case rules::Action::kMirror: {
-      ProxyError e;
-      e.status = 501;
-      e.reason = "Mirror not implemented";
-      e.kind = ProxyErrorKind::kProxyConfigurationError;
-      e.details = "rule " + decision.rule + " (" + decision.source.str() +
-                  ") sends this request to a mirror, which is not implemented for plain "
-                  "http yet";
-      respondError(std::move(e), std::move(record));
+      bool has_body = (parser_.flags & F_CHUNKED) != 0 ||
+                      ((parser_.flags & F_CONTENT_LENGTH) && parser_.content_length > 0);
+      if (has_body || (request_.method != "GET" && request_.method != "HEAD")) {
+        ProxyError e;
+        e.status = 501;
+        e.reason = "Mirror serves GET and HEAD only";
+        e.kind = ProxyErrorKind::kProxyInternalResponse;
+        e.details = "rule " + decision.rule + " (" + decision.source.str() +
+                    ") sends this request to a mirror, which serves only GET and HEAD "
+                    "requests without a body";
+        respondError(std::move(e), std::move(record));
+        return;
+      }
+      MirrorExchange::Params mp;
+      mp.rt = rt_;
+      mp.conn = this;
+      mp.config = config_;
+      mp.head = request_;
+      mp.url = std::move(url);
+      mp.decision = std::move(decision);
+      mp.record = std::move(record);
+      mp.start_ms = request_start_ms_;
+      mp.client_keep_alive = llhttp_should_keep_alive(&parser_) != 0;
+      mp.via_token = via_token_;
+      phase_ = Phase::kForwarding;
+      MirrorExchange* mirror = MirrorExchange::create(std::move(mp));
+      exchange_ = mirror;
+      mirror->begin();
       return;
     }
     case rules::Action::kDirect:
@@ -461,8 +492,9 @@ void Connection::dispatchRequest() {
   params.client_keep_alive = llhttp_should_keep_alive(&parser_) != 0;
   params.via_token = via_token_;
   phase_ = Phase::kForwarding;
-  exchange_ = ForwardExchange::create(std::move(params));
-  exchange_->begin();
+  ForwardExchange* forward = ForwardExchange::create(std::move(params));
+  exchange_ = forward;
+  forward->begin();
 }
 
 // A CONNECT head is complete; `leftover` is what the client sent after it
@@ -479,6 +511,9 @@ void Connection::dispatchConnect(std::string leftover) {
     e.details = "client " + client_ip_ + " is not in access.allow_clients";
     record.rule = "access.allow_clients";
     respondError(std::move(e), std::move(record));
+    return;
+  }
+  if (!authenticated(AuthKind::kProxy, &record, &leftover)) {
     return;
   }
   if (viaHasToken(request_.headers, via_token_)) {
@@ -505,7 +540,7 @@ void Connection::dispatchConnect(std::string leftover) {
   facts.scheme = "https";
   facts.host = target.host;
   facts.port = target.port;
-  rules::Decision decision = rules::decide(facts, *config_->snapshot);
+  rules::Decision decision = rt_->decide(facts, *config_->snapshot);
   applyDecision(decision, &record);
   if (decision.action == rules::Action::kDeny) {
     respondError(deniedByRule(decision, "CONNECT " + target.str()), std::move(record));
@@ -527,7 +562,26 @@ void Connection::dispatchConnect(std::string leftover) {
     respondError(std::move(e), std::move(record));
     return;
   }
-  if (decision.action == rules::Action::kMirror || decision.intercept) {
+  if (decision.intercept) {
+    InterceptSession::Params ip;
+    ip.rt = rt_;
+    ip.config = config_;
+    ip.client = client_;
+    ip.client_ip = client_ip_;
+    ip.leftover = std::move(leftover);
+    ip.target = std::move(target);
+    ip.record = std::move(record);
+    ip.start_ms = request_start_ms_;
+    ip.via_token = via_token_;
+    // From here the client socket belongs to the session; this object only
+    // closes its timer and goes away.
+    client_ = nullptr;
+    phase_ = Phase::kHandedOff;
+    InterceptSession::start(std::move(ip));
+    close();
+    return;
+  }
+  if (decision.action == rules::Action::kMirror) {
     ProxyError e;
     e.status = 501;
     e.reason = "Interception not implemented";
@@ -555,6 +609,80 @@ void Connection::dispatchConnect(std::string leftover) {
   phase_ = Phase::kHandedOff;
   Tunnel::start(std::move(params));
   close();
+}
+
+// Runs before anything about the request is looked at beyond who sent it,
+// so that an unauthenticated client learns nothing of the rules. A
+// verification costs a scrypt (tens of milliseconds), so unless the
+// database remembers this pair it runs on libuv's thread pool; reading is
+// already stopped (the parser paused after the head), and the dispatch
+// starts over from the top when the answer comes.
+bool Connection::authenticated(AuthKind kind, DecisionRecord* record, std::string* leftover) {
+  // Unlike the rules, the users come from the current config, not the one
+  // this connection started with: a user removed by a reload is refused
+  // from their next request on, also on a keep-alive connection.
+  UserDbPtr users = rt_->config->users;
+  if (users == nullptr) {
+    return true;
+  }
+  if (auth_verified_) {
+    record->user = auth_user_;
+    return true;
+  }
+  std::string user;
+  std::string password;
+  AuthFailure failure = AuthFailure::kMissing;
+  if (!extractCredentials(request_.headers, kind, &user, &password, &failure)) {
+    record->rule = "access.users_file";
+    respondError(authenticationError(kind, failure), std::move(*record));
+    return false;
+  }
+  if (users->verifyCached(user, password)) {
+    OPENSSL_cleanse(password.data(), password.size());
+    auth_verified_ = true;
+    auth_user_ = std::move(user);
+    record->user = auth_user_;
+    return true;
+  }
+  bool connect = leftover != nullptr;
+  if (connect) {
+    auth_leftover_ = std::move(*leftover);
+  }
+  // The job takes the password and wipes its copy when it ends.
+  auth_job_ = AuthJob::start(rt_->loop(), users, user, std::move(password),
+                             [this, kind, user, connect](bool ok) {
+                               auth_job_ = nullptr;
+                               onAuthVerified(ok, kind, user, connect);
+                             });
+  if (auth_job_ == nullptr) {
+    ProxyError e;
+    e.status = 503;
+    e.reason = "Cannot verify credentials";
+    e.kind = ProxyErrorKind::kProxyInternalResponse;
+    e.details = "the credential check could not be started; try again";
+    record->rule = "access.users_file";
+    respondError(std::move(e), std::move(*record));
+  }
+  return false;
+}
+
+void Connection::onAuthVerified(bool ok, AuthKind kind, std::string user, bool connect) {
+  if (phase_ == Phase::kClosing) {
+    return;  // not expected: close() cancels the job
+  }
+  if (!ok) {
+    DecisionRecord record = newRecord();
+    record.rule = "access.users_file";
+    respondError(authenticationError(kind, AuthFailure::kRejected), std::move(record));
+    return;
+  }
+  auth_verified_ = true;
+  auth_user_ = std::move(user);
+  if (connect) {
+    dispatchConnect(std::move(auth_leftover_));
+  } else {
+    dispatchRequest();
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -594,7 +722,7 @@ void Connection::respondParseError(llhttp_errno_t err) {
   if (exchange_ != nullptr) {
     // The body was malformed midway (e.g. a bad chunk size): the exchange
     // answers (or aborts) and logs; we close afterwards.
-    ForwardExchange* ex = exchange_;
+    Exchange* ex = exchange_;
     ex->onRequestBodyError("malformed request body: " + why);
     return;
   }
@@ -627,7 +755,7 @@ void Connection::onClientWritten(int status, size_t) {
   }
   if (status < 0) {
     if (exchange_ != nullptr) {
-      ForwardExchange* ex = exchange_;
+      Exchange* ex = exchange_;
       exchange_ = nullptr;
       ex->detach("client");
     }
@@ -697,6 +825,9 @@ void Connection::abortClient() {
 void Connection::nextRequest() {
   phase_ = Phase::kReadingHead;
   request_ = RequestHead();
+  // Each request brings its own credentials (a cached pair costs an HMAC).
+  auth_verified_ = false;
+  auth_user_.clear();
   field_.clear();
   value_.clear();
   field_error_.clear();
@@ -766,7 +897,7 @@ void Connection::onTimer() {
     case TimerMode::kLinger:
     case TimerMode::kBroken:
       if (exchange_ != nullptr) {
-        ForwardExchange* ex = exchange_;
+        Exchange* ex = exchange_;
         exchange_ = nullptr;
         ex->detach("client");
       }
@@ -828,7 +959,7 @@ void Connection::drain() {
 
 void Connection::abort() {
   if (exchange_ != nullptr) {
-    ForwardExchange* ex = exchange_;
+    Exchange* ex = exchange_;
     exchange_ = nullptr;
     ex->detach("proxy");
   }
@@ -858,9 +989,13 @@ void Connection::close() {
   handed_off_ = phase_ == Phase::kHandedOff;
   phase_ = Phase::kClosing;
   if (exchange_ != nullptr) {
-    ForwardExchange* ex = exchange_;
+    Exchange* ex = exchange_;
     exchange_ = nullptr;
     ex->detach("client");
+  }
+  if (auth_job_ != nullptr) {
+    auth_job_->cancel();  // frees itself once its worker is done, without calling us
+    auth_job_ = nullptr;
   }
   reading_ = false;
   if (client_ != nullptr) {

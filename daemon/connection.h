@@ -19,7 +19,9 @@
 #include <string>
 
 #include "daemon/decision_log.h"
+#include "daemon/exchange.h"
 #include "daemon/http_message.h"
+#include "daemon/proxy_auth.h"
 #include "daemon/proxy_status.h"
 #include "daemon/runtime.h"
 
@@ -74,6 +76,13 @@ class Connection : public Session {
   void feed(const char* data, size_t len);
   void dispatchRequest();
   void dispatchConnect(std::string leftover);
+  // Proxy authentication (access.users_file) of the current request: true
+  // when it may go on. Otherwise it was answered (407 / 401), or its
+  // credentials are being verified on the thread pool with the connection
+  // paused, after which the dispatch runs again (`leftover`: a CONNECT's,
+  // kept meanwhile; null for other requests).
+  bool authenticated(AuthKind kind, DecisionRecord* record, std::string* leftover);
+  void onAuthVerified(bool ok, AuthKind kind, std::string user, bool connect);
   void nextRequest();
   void onClientWritten(int status, size_t bytes);
   void onTimer();
@@ -126,7 +135,7 @@ class Connection : public Session {
   uv_shutdown_t shutdown_req_{};  // the FIN after our final answer
   llhttp_t parser_;
   Phase phase_ = Phase::kReadingHead;
-  ForwardExchange* exchange_ = nullptr;  // the current request's, if any
+  Exchange* exchange_ = nullptr;  // the current request's, if any
 
   uint64_t id_;
   std::string client_addr_;    // "ip:port" of the peer
@@ -162,6 +171,12 @@ class Connection : public Session {
   // Bytes read but not yet parsed: the parser pauses after each head and
   // each request, and what follows waits here.
   std::string pending_input_;
+
+  // Proxy authentication of the current request.
+  AuthJob* auth_job_ = nullptr;  // the verification running, if any
+  bool auth_verified_ = false;   // the current request's credentials are good
+  std::string auth_user_;        // ... and name this user (for the record)
+  std::string auth_leftover_;    // a CONNECT's leftover while verifying
 };
 
 }  // namespace switchyard

@@ -125,12 +125,24 @@ void ForwardExchange::begin() {
   }
   if (rt_->pool != nullptr) {
     if (uv_tcp_t* tcp = rt_->pool->take(pool_key_)) {
-      reused_ = true;
-      attachUpstream(tcp);
       sockaddr_storage peer{};
       int len = sizeof(peer);
-      if (uv_tcp_getpeername(tcp, reinterpret_cast<sockaddr*>(&peer), &len) == 0) {
-        record_.resolved = formatAddress(reinterpret_cast<const sockaddr*>(&peer));
+      bool known = uv_tcp_getpeername(tcp, reinterpret_cast<sockaddr*>(&peer), &len) == 0;
+      const auto* peer_addr = reinterpret_cast<const sockaddr*>(&peer);
+      // The pooled connection was opened for an earlier request, perhaps
+      // under a rule with allow_private or an older config: this request's
+      // destination policy is applied to its address again. A refused one
+      // is dropped, and the fresh resolution below answers the 403.
+      if (known && !via_parent_ && config_->config().access.deny_private_destinations &&
+          !decision_.allow_private && isPrivateDestination(peer_addr)) {
+        closeAndDelete(asHandle(tcp));
+        connectNextHop();
+        return;
+      }
+      reused_ = true;
+      attachUpstream(tcp);
+      if (known) {
+        record_.resolved = formatAddress(peer_addr);
       }
       sendHead();
       return;
@@ -165,6 +177,7 @@ void ForwardExchange::onResolved(const ResolveResult& result) {
   std::vector<sockaddr_storage> usable;
   bool loop = false;
   bool prohibited = false;
+  std::string refused;  // the private addresses, named in the 403
   for (const sockaddr_storage& addr : result.addresses) {
     const auto* sa = reinterpret_cast<const sockaddr*>(&addr);
     if (rt_->isOwnListener(sa)) {
@@ -176,6 +189,7 @@ void ForwardExchange::onResolved(const ResolveResult& result) {
     if (!via_parent_ && config.access.deny_private_destinations && !decision_.allow_private &&
         isPrivateDestination(sa)) {
       prohibited = true;
+      refused += (refused.empty() ? "" : ", ") + addressIp(sa);
       continue;
     }
     usable.push_back(addr);
@@ -191,8 +205,8 @@ void ForwardExchange::onResolved(const ResolveResult& result) {
       e.status = 403;
       e.reason = "Destination not allowed";
       e.kind = ProxyErrorKind::kDestinationIpProhibited;
-      e.details =
-          next_hop_.host + " resolves only to private addresses (access.deny_private_destinations)";
+      e.details = next_hop_.host + " resolves only to private addresses (" + refused +
+                  "), refused by access.deny_private_destinations";
     } else {
       e.status = 502;
       e.reason = "Cannot resolve " + next_hop_.host;

@@ -21,6 +21,7 @@
 
 #include "daemon/connector.h"
 #include "daemon/decision_log.h"
+#include "daemon/exchange.h"
 #include "daemon/http_message.h"
 #include "daemon/proxy_status.h"
 #include "daemon/resolver.h"
@@ -32,7 +33,7 @@ namespace switchyard {
 
 class Connection;
 
-class ForwardExchange : public ResponseReader::Listener {
+class ForwardExchange : public ResponseReader::Listener, public Exchange {
  public:
   enum class Phase {
     kResolving,   // waiting for the next hop's addresses
@@ -68,15 +69,15 @@ class ForwardExchange : public ResponseReader::Listener {
   void begin();
 
   // ---- From the Connection.
-  void onRequestBody(const char* at, size_t len);
-  void onRequestComplete();
+  void onRequestBody(const char* at, size_t len) override;
+  void onRequestComplete() override;
   // The client's body was malformed midway: answer 400 (or abort) and log.
-  void onRequestBodyError(const std::string& why);
+  void onRequestBodyError(const std::string& why) override;
   // A client write completed: backpressure may be released.
-  void onClientWritten();
+  void onClientWritten() override;
   // The connection is going away (client closed, drain deadline): stop,
   // log once and close. `closed_by` is "client" or "proxy".
-  void detach(const char* closed_by);
+  void detach(const char* closed_by) override;
 
  private:
   explicit ForwardExchange(Params&& params);

@@ -227,7 +227,12 @@ std::string_view Metrics::attemptResult(const AttemptRecord& attempt) {
 }
 
 void Metrics::countRecord(const DecisionRecord& record) {
-  countRequest(record.action, record.rule);
+  // A request answered before any rule decided (malformed, timed out,
+  // refused by the client ACL or by authentication) has no action, and
+  // maybe no rule: it is counted as "none" rather than under an empty label,
+  // which Prometheus would read as a missing one.
+  countRequest(record.action.empty() ? kNoDecision : std::string_view(record.action),
+               record.rule.empty() ? kNoDecision : std::string_view(record.rule));
   addBytes(record.bytes_in, record.bytes_out);
   for (const AttemptRecord& attempt : record.attempts) {
     countUpstreamAttempt(attemptResult(attempt));

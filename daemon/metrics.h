@@ -89,6 +89,9 @@ class Metrics {
 
   enum class CacheResult { kHit, kMiss, kStale };
 
+  // The action and rule labels of a request that no rule decided.
+  static constexpr std::string_view kNoDecision = "none";
+
   Metrics();
 
   // --- Per request. --------------------------------------------------------

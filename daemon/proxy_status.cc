@@ -77,6 +77,12 @@ const char* proxyErrorToken(ProxyErrorKind kind) {
       return "proxy_configuration_error";
     case ProxyErrorKind::kConnectionLimitReached:
       return "connection_limit_reached";
+    case ProxyErrorKind::kDestinationNotFound:
+      return "destination_not_found";
+    case ProxyErrorKind::kTlsCertificateError:
+      return "tls_certificate_error";
+    case ProxyErrorKind::kTlsProtocolError:
+      return "tls_protocol_error";
     case ProxyErrorKind::kCount:
       break;
   }
@@ -122,7 +128,9 @@ std::string recordError(const ProxyError& error, bool close, bool head_only,
   std::string reason = safeReason(error.reason, error.status);
   std::string proxy_status = proxyStatusValue(error);
   std::string body = std::to_string(error.status) + " " + reason + "\n";
-  if (!error.details.empty()) {
+  if (!error.body.empty()) {
+    body = error.body;
+  } else if (!error.details.empty()) {
     body += "\n" + error.details + "\n";
   }
   HeaderList headers;

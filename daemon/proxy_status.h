@@ -32,6 +32,9 @@ enum class ProxyErrorKind {
   kProxyInternalResponse,          // we answered ourselves (e.g. 501, 408)
   kProxyConfigurationError,        // the matching rule cannot be carried out
   kConnectionLimitReached,         // limits.max_connections
+  kDestinationNotFound,            // no mirror had it (404/410 everywhere)
+  kTlsCertificateError,            // the next hop's certificate did not verify
+  kTlsProtocolError,               // the TLS handshake with the next hop failed
   kCount,
 };
 
@@ -58,6 +61,9 @@ struct ProxyError {
   // closest to the origin comes first).
   std::string upstream_proxy_status;
   HeaderList extra_headers;  // e.g. Proxy-Authenticate
+  // When set, the whole text/plain body instead of the status line plus
+  // `details` (a mirror walk lists every attempt here).
+  std::string body;
 };
 
 // The Proxy-Status field value, e.g. `switchyard; error=http_request_denied;

@@ -25,13 +25,17 @@
 
 #include "daemon/access.h"
 #include "daemon/connector.h"
+#include "daemon/proxy_auth.h"
 #include "daemon/resolver.h"
+#include "rules/decision.h"
 #include "rules/snapshot.h"
 
 namespace switchyard {
 
 class DecisionLog;
+class UpstreamTlsContexts;
 struct DecisionRecord;
+class Metrics;
 class UpstreamPool;
 
 // ---------------------------------------------------------------------------
@@ -185,13 +189,17 @@ class Session {
 struct LiveConfig {
   rules::ConfigSnapshotPtr snapshot;
   ClientAcl allow_clients;
+  ClientAcl admin_allow_clients;  // checked by the admin listener on accept
+  // access.users_file, read when this config was loaded (at start and on
+  // each SIGHUP); null when proxy authentication is off.
+  UserDbPtr users;
   const rules::Config& config() const { return snapshot->config(); }
   uint64_t generation() const { return snapshot->generation(); }
 };
 using LiveConfigPtr = std::shared_ptr<const LiveConfig>;
 
 // Builds a LiveConfig; false and *error when the daemon's own part of the
-// config (the ACL) does not compile.
+// config (the ACLs, the users file) does not compile or cannot be read.
 bool buildLiveConfig(rules::ConfigSnapshotPtr snapshot, LiveConfigPtr* out, std::string* error);
 
 class Runtime {
@@ -209,6 +217,11 @@ class Runtime {
   Connector* connector = nullptr;
   DecisionLog* decisions = nullptr;  // null in tests: records are dropped
   UpstreamPool* pool = nullptr;
+  Metrics* metrics = nullptr;  // null in tests that do not look at counters
+  // Client TLS contexts for https mirrors, built on first use and dropped
+  // when the config generation changes (see upstreamTlsContext()).
+  std::shared_ptr<UpstreamTlsContexts> tls_contexts;
+  uint64_t tls_contexts_generation = 0;
   bool draining = false;
 
   uint64_t nextConnectionId() { return next_conn_id_++; }
@@ -221,7 +234,9 @@ class Runtime {
   std::function<void()> on_drained;
 
   // Per-client connection counts for limits.max_connections_per_client,
-  // keyed by the client's IP text.
+  // keyed by the client's IP text. Called exactly when a client socket
+  // starts and stops being ours (a Connection's, then its Tunnel's), so they
+  // also drive the open-connections gauge.
   uint32_t clientConnections(const std::string& ip) const;
   void addClientConnection(const std::string& ip);
   void removeClientConnection(const std::string& ip);
@@ -231,8 +246,13 @@ class Runtime {
   void addListener(const sockaddr_storage& addr) { listeners_.push_back(addr); }
   bool isOwnListener(const sockaddr* addr) const;
 
-  // Writes the record to the decision log, when there is one.
+  // Writes the record to the decision log, when there is one, and counts it
+  // in the metrics: both see exactly the same requests.
   void writeDecision(const DecisionRecord& record);
+
+  // rules::decide(), timed for the decision-duration histogram. Every
+  // request's decision goes through here.
+  rules::Decision decide(const rules::RequestFacts& facts, const rules::ConfigSnapshot& snapshot);
 
  private:
   uv_loop_t* loop_;

@@ -10,10 +10,13 @@
 
 #include <cerrno>
 #include <cstring>
+#include <ctime>
 
+#include "daemon/admin_listener.h"
 #include "daemon/connection.h"
 #include "daemon/connector.h"
 #include "daemon/decision_log.h"
+#include "daemon/metrics.h"
 #include "daemon/net_address.h"
 #include "daemon/proxy_status.h"
 #include "daemon/resolver.h"
@@ -65,6 +68,13 @@ Server::Server(uv_loop_t* loop, LiveConfigPtr config, DecisionLog* decisions, Op
   rt_.connector = connector_.get();
   rt_.pool = pool_.get();
   rt_.on_drained = [this] { finishShutdown(); };
+  metrics_ = std::make_unique<Metrics>();
+  rt_.metrics = metrics_.get();
+  metrics_->setConfigGeneration(rt_.config->generation());
+  metrics_->recordReload(true, static_cast<int64_t>(::time(nullptr)));
+  if (decisions != nullptr) {
+    metrics_->setDroppedLinesSource([decisions] { return decisions->dropped(); });
+  }
 
   static constexpr std::array<int, 4> kSignals{SIGINT, SIGTERM, SIGHUP, SIGUSR1};
   for (size_t i = 0; i < kSignals.size(); ++i) {
@@ -83,6 +93,16 @@ Server::Server(uv_loop_t* loop, LiveConfigPtr config, DecisionLog* decisions, Op
   accept_pause_timer_.data = this;
   uv_timer_init(loop_, &notify_timer_);
   notify_timer_.data = this;
+  uv_timer_init(loop_, &log_check_timer_);
+  log_check_timer_.data = this;
+  if (decisions != nullptr) {
+    uv_timer_start(
+        &log_check_timer_,
+        [](uv_timer_t* t) { static_cast<Server*>(t->data)->checkDecisionLogDrops(); },
+        kLogCheckIntervalMs, kLogCheckIntervalMs);
+    // The check alone must not keep the loop running.
+    uv_unref(asHandle(&log_check_timer_));
+  }
   reserve_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
 }
 
@@ -163,7 +183,56 @@ void Server::addListener(int fd, const sockaddr_storage& bound) {
   spdlog::info("listening on {}", l->name);
 }
 
+bool Server::listenAdmin() {
+  const std::string& address = rt_.config->config().admin;
+  if (address.empty()) {
+    return true;
+  }
+  admin_ = std::make_unique<AdminListener>(&rt_, [this] { return adminContext(); });
+  std::string error;
+  if (!admin_->listen(address, &error)) {
+    spdlog::error("admin listener {}: {}", address, error);
+    return false;
+  }
+  return true;
+}
+
+std::string Server::adminAddress() const {
+  return admin_ ? admin_->boundAddress() : std::string();
+}
+
+AdminContext Server::adminContext() const {
+  AdminContext ctx;
+  ctx.snapshot = rt_.config->snapshot;
+  ctx.process_env = &options_.env;
+  ctx.metrics = metrics_.get();
+  ctx.ready = ready_ && !rt_.draining;
+  // The PAC names the first proxy listener, with its real port.
+  if (!listeners_.empty()) {
+    ctx.proxy_host_port = listeners_.front()->name;
+  }
+  return ctx;
+}
+
+// spdlog's writer thread drops lines when its queue is full rather than
+// block the loop; this is where an operator learns about it.
+uint64_t Server::checkDecisionLogDrops() {
+  if (rt_.decisions == nullptr) {
+    return 0;
+  }
+  uint64_t dropped = rt_.decisions->dropped();
+  if (dropped <= dropped_reported_) {
+    return 0;
+  }
+  uint64_t fresh = dropped - dropped_reported_;
+  spdlog::warn("decision log dropped {} lines ({} since start): its queue was full", fresh,
+               dropped);
+  dropped_reported_ = dropped;
+  return fresh;
+}
+
 void Server::notifyReady() {
+  ready_ = true;
   notifier_.ready();
   notifier_.status(
       SystemdNotifier::connectionStatus(rt_.sessionCount(), accepted_, rt_.config->generation()));
@@ -377,11 +446,13 @@ void Server::onSignal(int signum) {
 
 void Server::reload() {
   notifier_.reloading();
-  reloadConfig();
+  bool ok = reloadConfig();
+  metrics_->recordReload(ok, static_cast<int64_t>(::time(nullptr)));
+  metrics_->setConfigGeneration(rt_.config->generation());
   notifier_.ready();
 }
 
-void Server::reloadConfig() {
+bool Server::reloadConfig() {
   uint64_t generation = rt_.config->generation() + 1;
   rules::Config config;
   if (options_.config_file.empty()) {
@@ -391,7 +462,7 @@ void Server::reloadConfig() {
     if (!result.config) {
       spdlog::error("config reload failed: {} (keeping generation {})", joinErrors(result.errors),
                     rt_.config->generation());
-      return;
+      return false;
     }
     config = std::move(*result.config);
   }
@@ -403,12 +474,12 @@ void Server::reloadConfig() {
   if (snapshot == nullptr) {
     spdlog::error("config reload failed: {} (keeping generation {})", joinErrors(errors),
                   rt_.config->generation());
-    return;
+    return false;
   }
   if (!buildLiveConfig(snapshot, &live, &error)) {
     spdlog::error("config reload failed: {} (keeping generation {})", error,
                   rt_.config->generation());
-    return;
+    return false;
   }
   const rules::Config& old_config = rt_.config->config();
   const rules::Config& new_config = live->config();
@@ -436,6 +507,7 @@ void Server::reloadConfig() {
   resolver_->setOverrides(new_config.resolve);
   rt_.config = std::move(live);
   spdlog::info("config reloaded (generation {})", generation);
+  return true;
 }
 
 void Server::shutdown() {
@@ -518,6 +590,12 @@ void Server::finishShutdown() {
   uv_close(asHandle(&drain_timer_), nullptr);
   uv_close(asHandle(&accept_pause_timer_), nullptr);
   uv_close(asHandle(&notify_timer_), nullptr);
+  uv_close(asHandle(&log_check_timer_), nullptr);
+  checkDecisionLogDrops();
+  // The admin listener stayed open through the drain (/readyz said 503).
+  if (admin_) {
+    admin_->close();
+  }
   pool_->close();
   connector_->close();
   resolver_->close();

@@ -9,6 +9,9 @@
 //   SIGTERM / SIGINT stop accepting, let open connections finish for up to
 //           limits.drain_timeout, then close the rest; a second one closes
 //           everything at once. The loop then ends and the process exits 0.
+// It also owns the metrics registry and the admin listener (`admin:`), which
+// stays open while draining so that /readyz can say 503, and a periodic
+// check that warns when the decision log had to drop lines.
 #pragma once
 
 #include <uv.h>
@@ -18,14 +21,17 @@
 #include <string>
 #include <vector>
 
+#include "daemon/admin.h"
 #include "daemon/runtime.h"
 #include "daemon/sd_notify.h"
 #include "rules/environment.h"
 
 namespace switchyard {
 
+class AdminListener;
 class Connector;
 class DecisionLog;
+class Metrics;
 class Resolver;
 class UpstreamPool;
 
@@ -41,6 +47,9 @@ class Server {
   // When even the reserve descriptor cannot be reopened, listeners pause
   // this long instead of spinning on a readable socket they cannot accept.
   static constexpr uint64_t kAcceptPauseMs = 200;
+  // How often the decision log's dropped-line count is looked at; a growth
+  // is logged once per period, so a flood of drops costs one line per 10 s.
+  static constexpr uint64_t kLogCheckIntervalMs = 10'000;
 
   struct Options {
     std::string config_file;         // empty: the built-in default + environment
@@ -59,16 +68,29 @@ class Server {
   // Uses listening sockets handed over by systemd (socketActivationFds())
   // instead; logs "listening on A:P" for each. Takes ownership of the fds.
   bool adopt(const std::vector<int>& fds);
-  // Every listener is ready: tells systemd (READY=1, when it listens) and
-  // starts the status / watchdog timer.
+  // Binds the admin listener when the config has `admin:`, after the proxy
+  // listeners (its "admin listening on A:P" line comes after theirs). True
+  // when there is none to bind; false (and logged) when binding failed.
+  bool listenAdmin();
+  // Every listener is ready: tells systemd (READY=1, when it listens),
+  // makes /readyz answer 200 and starts the status / watchdog timer.
   void notifyReady();
 
   // As SIGTERM: stop accepting and drain.
   void shutdown();
 
   Runtime& runtime() { return rt_; }
+  Metrics& metrics() { return *metrics_; }
   // "127.0.0.1:41234" for each bound listener, in `listen` order.
   std::vector<std::string> boundAddresses() const;
+  // The admin listener's bound address; empty when there is none.
+  std::string adminAddress() const;
+  // What the admin endpoints answer from (without the request's Host).
+  AdminContext adminContext() const;
+  // Warns ("decision log dropped N lines") when the decision log dropped
+  // lines since the last check, and returns how many. Runs every
+  // kLogCheckIntervalMs and once more at the end.
+  uint64_t checkDecisionLogDrops();
 
  private:
   struct Listener {
@@ -88,7 +110,8 @@ class Server {
   void resumeAccepting();
   void onSignal(int signum);
   void reload();
-  void reloadConfig();
+  // False when the new config was refused (the old one stays).
+  bool reloadConfig();
   void beginDrain();
   void abortAll();
   void finishShutdown();
@@ -104,12 +127,16 @@ class Server {
   std::unique_ptr<Resolver> resolver_;
   std::unique_ptr<Connector> connector_;
   std::unique_ptr<UpstreamPool> pool_;
+  std::unique_ptr<Metrics> metrics_;
   std::vector<std::unique_ptr<Listener>> listeners_;
+  std::unique_ptr<AdminListener> admin_;
   std::array<uv_signal_t, 4> signals_{};  // SIGINT, SIGTERM, SIGHUP, SIGUSR1
   uv_timer_t drain_timer_{};
   uv_timer_t accept_pause_timer_{};
   // STATUS= updates and WATCHDOG=1 pings, only when systemd listens.
   uv_timer_t notify_timer_{};
+  uv_timer_t log_check_timer_{};
+  uint64_t dropped_reported_ = 0;  // decision-log drops already warned about
   SystemdNotifier notifier_;
   uint64_t accepted_ = 0;  // connections admitted since start
   // A descriptor held in reserve: on EMFILE it is closed so that accept()
@@ -117,6 +144,7 @@ class Server {
   int reserve_fd_ = -1;
   bool accepting_paused_ = false;
   bool finished_ = false;
+  bool ready_ = false;  // notifyReady() ran: listeners bound, config loaded
   std::array<uint64_t, 4> warn_last_ms_{};
   std::array<uint64_t, 4> warn_suppressed_{};
 };

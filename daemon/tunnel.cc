@@ -17,6 +17,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "daemon/metrics.h"
 #include "daemon/net_address.h"
 #include "rules/config_loader.h"
 
@@ -62,6 +63,9 @@ Tunnel::Tunnel(Params&& p)
   timer_.data = this;
   last_activity_ms_ = uv_now(rt_->loop());
   rt_->addSession(this);
+  if (rt_->metrics != nullptr) {
+    rt_->metrics->tunnelOpened();
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -121,6 +125,7 @@ void Tunnel::onResolved(const ResolveResult& result) {
   std::vector<sockaddr_storage> usable;
   bool loop = false;
   bool prohibited = false;
+  std::string refused;  // the private addresses, named in the 403
   for (const sockaddr_storage& addr : result.addresses) {
     const auto* sa = reinterpret_cast<const sockaddr*>(&addr);
     if (rt_->isOwnListener(sa)) {
@@ -130,6 +135,7 @@ void Tunnel::onResolved(const ResolveResult& result) {
     if (!via_parent_ && config.access.deny_private_destinations && !decision_.allow_private &&
         isPrivateDestination(sa)) {
       prohibited = true;
+      refused += (refused.empty() ? "" : ", ") + addressIp(sa);
       continue;
     }
     usable.push_back(addr);
@@ -145,8 +151,8 @@ void Tunnel::onResolved(const ResolveResult& result) {
       e.status = 403;
       e.reason = "Destination not allowed";
       e.kind = ProxyErrorKind::kDestinationIpProhibited;
-      e.details =
-          hop.host + " resolves only to private addresses (access.deny_private_destinations)";
+      e.details = hop.host + " resolves only to private addresses (" + refused +
+                  "), refused by access.deny_private_destinations";
     } else {
       e.status = 502;
       e.reason = "Cannot resolve " + hop.host;
@@ -622,6 +628,9 @@ void Tunnel::onHandleClosed() {
     return;
   }
   rt_->removeClientConnection(client_ip_);
+  if (rt_->metrics != nullptr) {
+    rt_->metrics->tunnelClosed();
+  }
   rt_->removeSession(this);
   delete this;
 }

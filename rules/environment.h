@@ -11,6 +11,8 @@
 #include <string_view>
 
 #include "rules/config.h"
+#include "rules/goproxy_list.h"  // kDefaultGoproxy
+#include "rules/gosumdb.h"       // kDefaultGosumdb
 
 namespace switchyard::rules {
 
@@ -26,8 +28,6 @@ inline constexpr std::array<std::string_view, 11> kEnvNames{
 bool isKnownEnvName(std::string_view name);
 
 // The go command's defaults for an unset or empty variable.
-inline constexpr std::string_view kDefaultGoproxy = "https://proxy.golang.org,direct";
-inline constexpr std::string_view kDefaultGosumdb = "sum.golang.org";
 
 // Reads `environ`. The only function in rules/ that looks at the process.
 EnvMap processEnvironment();

@@ -64,6 +64,9 @@ TEST(ProxyErrorToken, EveryKindHasAnRfc9209Token) {
       {ProxyErrorKind::kProxyInternalResponse, "proxy_internal_response"},
       {ProxyErrorKind::kProxyConfigurationError, "proxy_configuration_error"},
       {ProxyErrorKind::kConnectionLimitReached, "connection_limit_reached"},
+      {ProxyErrorKind::kDestinationNotFound, "destination_not_found"},
+      {ProxyErrorKind::kTlsCertificateError, "tls_certificate_error"},
+      {ProxyErrorKind::kTlsProtocolError, "tls_protocol_error"},
   };
   ASSERT_EQ(cases.size(), static_cast<size_t>(ProxyErrorKind::kCount));
   for (const auto& [kind, token] : cases) {
