@@ -17,6 +17,7 @@
 #include <spdlog/spdlog.h>
 
 #include "daemon/connection.h"
+#include "daemon/destination.h"
 #include "daemon/net_address.h"
 #include "rules/config_loader.h"
 
@@ -165,55 +166,14 @@ void ForwardExchange::onResolved(const ResolveResult& result) {
     return;
   }
   const rules::Config& config = config_->config();
-  if (result.status != 0) {
-    ProxyError e;
-    e.status = 502;
-    e.reason = "Cannot resolve " + next_hop_.host;
-    e.kind = ProxyErrorKind::kDnsError;
-    e.details = "cannot resolve " + nextHopName() + ": " + result.error;
-    fail(std::move(e));
-    return;
-  }
+  // The destination policy applies to the origin only, not to a parent.
+  bool deny_private =
+      !via_parent_ && config.access.deny_private_destinations && !decision_.allow_private;
   std::vector<sockaddr_storage> usable;
-  bool loop = false;
-  bool prohibited = false;
-  std::string refused;  // the private addresses, named in the 403
-  for (const sockaddr_storage& addr : result.addresses) {
-    const auto* sa = reinterpret_cast<const sockaddr*>(&addr);
-    if (rt_->isOwnListener(sa)) {
-      loop = true;
-      continue;
-    }
-    // The destination policy applies to the origin, checked on the
-    // resolved addresses so that DNS cannot smuggle a private one in.
-    if (!via_parent_ && config.access.deny_private_destinations && !decision_.allow_private &&
-        isPrivateDestination(sa)) {
-      prohibited = true;
-      refused += (refused.empty() ? "" : ", ") + addressIp(sa);
-      continue;
-    }
-    usable.push_back(addr);
-  }
-  if (usable.empty()) {
-    ProxyError e;
-    if (loop) {
-      e.status = 508;
-      e.reason = "Loop Detected";
-      e.kind = ProxyErrorKind::kProxyLoopDetected;
-      e.details = nextHopName() + " is this proxy itself";
-    } else if (prohibited) {
-      e.status = 403;
-      e.reason = "Destination not allowed";
-      e.kind = ProxyErrorKind::kDestinationIpProhibited;
-      e.details = next_hop_.host + " resolves only to private addresses (" + refused +
-                  "), refused by access.deny_private_destinations";
-    } else {
-      e.status = 502;
-      e.reason = "Cannot resolve " + next_hop_.host;
-      e.kind = ProxyErrorKind::kDnsError;
-      e.details = "no address for " + nextHopName();
-    }
-    fail(std::move(e));
+  ProxyError error;
+  if (!usableDestinations(*rt_, result, deny_private, next_hop_.host, nextHopName(), &usable,
+                          &error)) {
+    fail(std::move(error));
     return;
   }
   phase_ = Phase::kConnecting;

@@ -17,6 +17,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "daemon/destination.h"
 #include "daemon/metrics.h"
 #include "daemon/net_address.h"
 #include "rules/config_loader.h"
@@ -111,55 +112,13 @@ void Tunnel::onResolved(const ResolveResult& result) {
   }
   const rules::Config& config = config_->config();
   const Authority& hop = via_parent_ ? parent_ : target_;
-  if (result.status != 0) {
-    ProxyError e;
-    e.status = 502;
-    e.reason = "Cannot resolve " + hop.host;
-    e.kind = ProxyErrorKind::kDnsError;
-    e.details = "cannot resolve " + nextHopName() + ": " + result.error;
-    fail(std::move(e));
-    return;
-  }
-  // The ACL applies to resolved addresses, not names, so that DNS cannot
-  // point an allowed name at loopback or a metadata service.
+  // The destination policy applies to the origin only, not to a parent.
+  bool deny_private =
+      !via_parent_ && config.access.deny_private_destinations && !decision_.allow_private;
   std::vector<sockaddr_storage> usable;
-  bool loop = false;
-  bool prohibited = false;
-  std::string refused;  // the private addresses, named in the 403
-  for (const sockaddr_storage& addr : result.addresses) {
-    const auto* sa = reinterpret_cast<const sockaddr*>(&addr);
-    if (rt_->isOwnListener(sa)) {
-      loop = true;
-      continue;
-    }
-    if (!via_parent_ && config.access.deny_private_destinations && !decision_.allow_private &&
-        isPrivateDestination(sa)) {
-      prohibited = true;
-      refused += (refused.empty() ? "" : ", ") + addressIp(sa);
-      continue;
-    }
-    usable.push_back(addr);
-  }
-  if (usable.empty()) {
-    ProxyError e;
-    if (loop) {
-      e.status = 508;
-      e.reason = "Loop Detected";
-      e.kind = ProxyErrorKind::kProxyLoopDetected;
-      e.details = nextHopName() + " is this proxy itself";
-    } else if (prohibited) {
-      e.status = 403;
-      e.reason = "Destination not allowed";
-      e.kind = ProxyErrorKind::kDestinationIpProhibited;
-      e.details = hop.host + " resolves only to private addresses (" + refused +
-                  "), refused by access.deny_private_destinations";
-    } else {
-      e.status = 502;
-      e.reason = "Cannot resolve " + hop.host;
-      e.kind = ProxyErrorKind::kDnsError;
-      e.details = "no address for " + nextHopName();
-    }
-    fail(std::move(e));
+  ProxyError error;
+  if (!usableDestinations(*rt_, result, deny_private, hop.host, nextHopName(), &usable, &error)) {
+    fail(std::move(error));
     return;
   }
   phase_ = Phase::kConnecting;

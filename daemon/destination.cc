@@ -1,0 +1,55 @@
+#include "daemon/destination.h"
+
+#include "daemon/connector.h"
+
+namespace switchyard {
+
+bool usableDestinations(const Runtime& rt, const ResolveResult& result, bool deny_private,
+                        const std::string& host, const std::string& hop_name,
+                        std::vector<sockaddr_storage>* usable, ProxyError* error) {
+  usable->clear();
+  if (result.status != 0) {
+    error->status = 502;
+    error->reason = "Cannot resolve " + host;
+    error->kind = ProxyErrorKind::kDnsError;
+    error->details = "cannot resolve " + hop_name + ": " + result.error;
+    return false;
+  }
+  bool loop = false;
+  std::string refused;  // the private addresses, named in the 403
+  for (const sockaddr_storage& addr : result.addresses) {
+    const auto* sa = reinterpret_cast<const sockaddr*>(&addr);
+    if (rt.isOwnListener(sa)) {
+      loop = true;
+      continue;
+    }
+    if (deny_private && isPrivateDestination(sa)) {
+      refused += (refused.empty() ? "" : ", ") + addressIp(sa);
+      continue;
+    }
+    usable->push_back(addr);
+  }
+  if (!usable->empty()) {
+    return true;
+  }
+  if (loop) {
+    error->status = 508;
+    error->reason = "Loop Detected";
+    error->kind = ProxyErrorKind::kProxyLoopDetected;
+    error->details = hop_name + " is this proxy itself";
+  } else if (!refused.empty()) {
+    error->status = 403;
+    error->reason = "Destination not allowed";
+    error->kind = ProxyErrorKind::kDestinationIpProhibited;
+    error->details = host + " resolves only to private addresses (" + refused +
+                     "), refused by access.deny_private_destinations";
+  } else {
+    error->status = 502;
+    error->reason = "Cannot resolve " + host;
+    error->kind = ProxyErrorKind::kDnsError;
+    error->details = "no address for " + hop_name;
+  }
+  return false;
+}
+
+}  // namespace switchyard
