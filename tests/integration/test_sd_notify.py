@@ -28,7 +28,7 @@ class NotifyTest(unittest.TestCase):
         self.sock.settimeout(20)
         self.port = free_port()
         self.messages = []          # (message, port accepted when it arrived)
-        self.ready_seen = threading.Event()
+        self.arrived = threading.Condition()
         self.stop_reader = False
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
@@ -41,7 +41,7 @@ class NotifyTest(unittest.TestCase):
 
     def _port_accepts(self):
         try:
-            socket.create_connection(("127.0.0.1", self.port), timeout=2).close()
+            socket.create_connection(("127.0.0.1", self.port), timeout=10).close()
             return True
         except OSError:
             return False
@@ -55,16 +55,17 @@ class NotifyTest(unittest.TestCase):
             msg = data.decode()
             # Checked the moment READY arrives, before anything else runs.
             accepts = self._port_accepts() if "READY=1" in msg else None
-            self.messages.append((msg, accepts))
-            if "READY=1" in msg:
-                self.ready_seen.set()
+            with self.arrived:
+                self.messages.append((msg, accepts))
+                self.arrived.notify_all()
 
-    def wait_for(self, predicate, what):
-        for _ in range(200):
-            if any(predicate(m) for m, _ in self.messages):
-                return
-            self.ready_seen.wait(0.1)
-        self.fail("no %s in %r" % (what, self.messages))
+    def wait_for(self, predicate, what, start=0, deadline=20.0):
+        """Waits until a message from index `start` on satisfies `predicate`."""
+        with self.arrived:
+            ok = self.arrived.wait_for(
+                lambda: any(predicate(m) for m, _ in self.messages[start:]), timeout=deadline)
+        if not ok:
+            self.fail("no %s in %r" % (what, self.messages))
 
     def test_ready_reload_stopping(self):
         config = 'listen: ["127.0.0.1:%d"]\n' % self.port
@@ -76,21 +77,15 @@ class NotifyTest(unittest.TestCase):
             before = len(self.messages)
             d.send_signal(signal.SIGHUP)
             d.wait_for_log(r"config reload")
-            self.wait_for(lambda m: "RELOADING=1" in m, "RELOADING=1")
+            self.wait_for(lambda m: "RELOADING=1" in m, "RELOADING=1", before)
             after = [m for m, _ in self.messages[before:]]
             reloading = before + next(i for i, m in enumerate(after) if "RELOADING=1" in m)
             self.assertIn("MONOTONIC_USEC=", self.messages[reloading][0])
             # The reload ends with READY=1 again, after RELOADING=1.
-            for _ in range(200):
-                if any("READY=1" in m for m, _ in self.messages[reloading + 1:]):
-                    break
-                self.ready_seen.clear()
-                self.ready_seen.wait(0.1)
-            later = [m for m, _ in self.messages[reloading + 1:]]
-            self.assertTrue(any("READY=1" in m for m in later), later)
+            self.wait_for(lambda m: "READY=1" in m, "READY=1 after RELOADING=1", reloading + 1)
         finally:
             self.assertEqual(d.stop(signal.SIGTERM), 0)
-        self.wait_for(lambda m: "STOPPING=1" in m, "STOPPING=1")
+        self.wait_for(lambda m: "STOPPING=1" in m, "STOPPING=1", before)
 
 
 if __name__ == "__main__":
