@@ -154,7 +154,9 @@ std::string localHostName() {
   return name;
 }
 
-X509Ptr makeCaCertificate(EVP_PKEY* key, std::string* error) {
+// An empty X.509 v3 certificate with a random serial: the start of both the
+// CA and every leaf.
+X509Ptr newV3Certificate(std::string* error) {
   X509Ptr cert(X509_new());
   if (!cert) {
     fail(error, "out of memory");
@@ -164,6 +166,14 @@ X509Ptr makeCaCertificate(EVP_PKEY* key, std::string* error) {
     if (error->empty()) {
       fail(error, "cannot set the certificate version");
     }
+    return nullptr;
+  }
+  return cert;
+}
+
+X509Ptr makeCaCertificate(EVP_PKEY* key, std::string* error) {
+  X509Ptr cert = newV3Certificate(error);
+  if (!cert) {
     return nullptr;
   }
   // Back-dated like the leaves, for clients whose clocks run behind. Both
@@ -748,15 +758,8 @@ std::shared_ptr<const CertificateAuthority::Leaf> CertificateAuthority::mint(
   if (!canonicalLeafHost(host, &name, &is_ip, error)) {
     return nullptr;
   }
-  X509Ptr cert(X509_new());
+  X509Ptr cert = newV3Certificate(error);
   if (!cert) {
-    fail(error, "out of memory");
-    return nullptr;
-  }
-  if (X509_set_version(cert.get(), X509_VERSION_3) != 1 || !setRandomSerial(cert.get(), error)) {
-    if (error->empty()) {
-      fail(error, "cannot set the certificate version");
-    }
     return nullptr;
   }
 
