@@ -1,6 +1,7 @@
 #include "daemon/destination.h"
 
 #include "daemon/connector.h"
+#include "rules/config_loader.h"
 
 namespace switchyard {
 
@@ -50,6 +51,30 @@ bool usableDestinations(const Runtime& rt, const ResolveResult& result, bool den
     error->details = "no address for " + hop_name;
   }
   return false;
+}
+
+bool parentHop(const rules::Decision& decision, Authority* hop, std::string* proxy_authorization,
+               ProxyError* error) {
+  std::string why;
+  std::optional<rules::ProxyUrl> parent =
+      rules::parseProxyUrl(decision.upstream, /*scheme_optional=*/true, &why);
+  if (!parent || parent->scheme != "http") {
+    error->status = 502;
+    error->reason = "Parent proxy unusable";
+    error->kind = ProxyErrorKind::kProxyConfigurationError;
+    error->details = "rule " + decision.rule + " (" + decision.source.str() + ") names parent " +
+                     rules::maskUrlCredentials(decision.upstream) +
+                     (parent ? ": only http:// parent proxies are supported" : ": " + why);
+    return false;
+  }
+  hop->host = parent->host;
+  hop->port = parent->port;
+  hop->ipv6 = parent->host.find(':') != std::string::npos;
+  proxy_authorization->clear();
+  if (parent->has_credentials) {
+    *proxy_authorization = "Basic " + base64Encode(parent->user + ":" + parent->password);
+  }
+  return true;
 }
 
 }  // namespace switchyard

@@ -11,6 +11,7 @@
 #include "daemon/proxy_status.h"
 #include "daemon/resolver.h"
 #include "daemon/runtime.h"
+#include "rules/decision.h"
 
 namespace switchyard {
 
@@ -22,5 +23,11 @@ namespace switchyard {
 bool usableDestinations(const Runtime& rt, const ResolveResult& result, bool deny_private,
                         const std::string& host, const std::string& hop_name,
                         std::vector<sockaddr_storage>* usable, ProxyError* error);
+
+// For an `upstream` decision: the parent proxy from the rule's URL as the
+// next hop, and the Proxy-Authorization its credentials give (empty when it
+// has none). False with *error (502) when the URL is unusable.
+bool parentHop(const rules::Decision& decision, Authority* hop, std::string* proxy_authorization,
+               ProxyError* error);
 
 }  // namespace switchyard

@@ -98,27 +98,12 @@ ForwardExchange::ForwardExchange(Params&& p)
 // then takes an idle connection to it from the pool or opens a new one.
 void ForwardExchange::begin() {
   if (decision_.action == rules::Action::kUpstream) {
-    std::string error;
-    std::optional<rules::ProxyUrl> parent =
-        rules::parseProxyUrl(decision_.upstream, /*scheme_optional=*/true, &error);
-    if (!parent || parent->scheme != "http") {
-      ProxyError e;
-      e.status = 502;
-      e.reason = "Parent proxy unusable";
-      e.kind = ProxyErrorKind::kProxyConfigurationError;
-      e.details = "rule " + decision_.rule + " (" + decision_.source.str() + ") names parent " +
-                  rules::maskUrlCredentials(decision_.upstream) +
-                  (parent ? ": only http:// parent proxies are supported" : ": " + error);
-      fail(std::move(e));
+    ProxyError error;
+    if (!parentHop(decision_, &next_hop_, &proxy_authorization_, &error)) {
+      fail(std::move(error));
       return;
     }
     via_parent_ = true;
-    next_hop_.host = parent->host;
-    next_hop_.port = parent->port;
-    next_hop_.ipv6 = parent->host.find(':') != std::string::npos;
-    if (parent->has_credentials) {
-      proxy_authorization_ = "Basic " + base64Encode(parent->user + ":" + parent->password);
-    }
     pool_key_ = UpstreamPool::parentKey(next_hop_);
   } else {
     next_hop_ = url_.authority;

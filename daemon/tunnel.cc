@@ -76,27 +76,12 @@ Tunnel::Tunnel(Params&& p)
 // (upstream); only the parent's name and port come from the rule's URL.
 void Tunnel::resolveNextHop() {
   if (decision_.action == rules::Action::kUpstream) {
-    std::string error;
-    std::optional<rules::ProxyUrl> parent =
-        rules::parseProxyUrl(decision_.upstream, /*scheme_optional=*/true, &error);
-    if (!parent || parent->scheme != "http") {
-      ProxyError e;
-      e.status = 502;
-      e.reason = "Parent proxy unusable";
-      e.kind = ProxyErrorKind::kProxyConfigurationError;
-      e.details = "rule " + decision_.rule + " (" + decision_.source.str() + ") names parent " +
-                  rules::maskUrlCredentials(decision_.upstream) +
-                  (parent ? ": only http:// parent proxies are supported" : ": " + error);
-      fail(std::move(e));
+    ProxyError error;
+    if (!parentHop(decision_, &parent_, &proxy_authorization_, &error)) {
+      fail(std::move(error));
       return;
     }
     via_parent_ = true;
-    parent_.host = parent->host;
-    parent_.port = parent->port;
-    parent_.ipv6 = parent->host.find(':') != std::string::npos;
-    if (parent->has_credentials) {
-      proxy_authorization_ = "Basic " + base64Encode(parent->user + ":" + parent->password);
-    }
   }
   const Authority& hop = via_parent_ ? parent_ : target_;
   phase_ = Phase::kResolving;
