@@ -5,120 +5,21 @@
 #include <cstring>
 #include <vector>
 
+#include <openssl/evp.h>
+
 #include "rules/goproxy_list.h"
 
 namespace switchyard::rules {
 namespace detail {
-namespace {
-
-constexpr std::array<uint32_t, 64> kSha256K = {
-    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
-    0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
-    0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
-    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
-    0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
-    0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
-    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
-    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
-};
-
-uint32_t rotr(uint32_t x, int n) {
-  return (x >> n) | (x << (32 - n));
-}
-
-void sha256Block(const unsigned char* block, std::array<uint32_t, 8>* state) {
-  std::array<uint32_t, 64> w{};
-  for (int i = 0; i < 16; ++i) {
-    w[i] = static_cast<uint32_t>(block[4 * i]) << 24 |
-           static_cast<uint32_t>(block[4 * i + 1]) << 16 |
-           static_cast<uint32_t>(block[4 * i + 2]) << 8 | static_cast<uint32_t>(block[4 * i + 3]);
-  }
-  for (int i = 16; i < 64; ++i) {
-    uint32_t s0 = rotr(w[i - 15], 7) ^ rotr(w[i - 15], 18) ^ (w[i - 15] >> 3);
-    uint32_t s1 = rotr(w[i - 2], 17) ^ rotr(w[i - 2], 19) ^ (w[i - 2] >> 10);
-    w[i] = w[i - 16] + s0 + w[i - 7] + s1;
-  }
-  uint32_t a = (*state)[0], b = (*state)[1], c = (*state)[2], d = (*state)[3];
-  uint32_t e = (*state)[4], f = (*state)[5], g = (*state)[6], h = (*state)[7];
-  for (int i = 0; i < 64; ++i) {
-    uint32_t s1 = rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25);
-    uint32_t ch = (e & f) ^ (~e & g);
-    uint32_t t1 = h + s1 + ch + kSha256K[i] + w[i];
-    uint32_t s0 = rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22);
-    uint32_t maj = (a & b) ^ (a & c) ^ (b & c);
-    uint32_t t2 = s0 + maj;
-    h = g;
-    g = f;
-    f = e;
-    e = d + t1;
-    d = c;
-    c = b;
-    b = a;
-    a = t1 + t2;
-  }
-  (*state)[0] += a;
-  (*state)[1] += b;
-  (*state)[2] += c;
-  (*state)[3] += d;
-  (*state)[4] += e;
-  (*state)[5] += f;
-  (*state)[6] += g;
-  (*state)[7] += h;
-}
-
-int base64Value(char c) {
-  if (c >= 'A' && c <= 'Z') {
-    return c - 'A';
-  }
-  if (c >= 'a' && c <= 'z') {
-    return c - 'a' + 26;
-  }
-  if (c >= '0' && c <= '9') {
-    return c - '0' + 52;
-  }
-  if (c == '+') {
-    return 62;
-  }
-  if (c == '/') {
-    return 63;
-  }
-  return -1;
-}
-
-}  // namespace
 
 void sha256(std::string_view data, unsigned char digest[32]) {
-  std::array<uint32_t, 8> state = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
-                                   0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
-  const auto* bytes = reinterpret_cast<const unsigned char*>(data.data());
-  size_t full = data.size() / 64 * 64;
-  for (size_t i = 0; i < full; i += 64) {
-    sha256Block(bytes + i, &state);
-  }
-  // Padding: 0x80, zeros, then the bit length as a 64-bit big-endian number,
-  // in one or two final blocks.
-  std::array<unsigned char, 128> tail{};
-  size_t rest = data.size() - full;
-  std::memcpy(tail.data(), bytes + full, rest);
-  tail[rest] = 0x80;
-  size_t tail_len = rest + 1 + 8 <= 64 ? 64 : 128;
-  uint64_t bits = static_cast<uint64_t>(data.size()) * 8;
-  for (int i = 0; i < 8; ++i) {
-    tail[tail_len - 1 - i] = static_cast<unsigned char>(bits >> (8 * i));
-  }
-  for (size_t i = 0; i < tail_len; i += 64) {
-    sha256Block(tail.data() + i, &state);
-  }
-  for (int i = 0; i < 8; ++i) {
-    digest[4 * i] = static_cast<unsigned char>(state[i] >> 24);
-    digest[4 * i + 1] = static_cast<unsigned char>(state[i] >> 16);
-    digest[4 * i + 2] = static_cast<unsigned char>(state[i] >> 8);
-    digest[4 * i + 3] = static_cast<unsigned char>(state[i]);
-  }
+  unsigned int len = 0;
+  EVP_Digest(data.data(), data.size(), digest, &len, EVP_sha256(), nullptr);
 }
 
 bool decodeStdBase64(std::string_view in, std::string* out) {
   out->clear();
+  // Go ignores CR and LF anywhere; everything else must be padded base64.
   std::string clean;
   clean.reserve(in.size());
   for (char c : in) {
@@ -126,36 +27,31 @@ bool decodeStdBase64(std::string_view in, std::string* out) {
       clean += c;
     }
   }
-  if (clean.size() % 4 != 0) {
+  // EVP_DecodeBlock skips surrounding blanks, which Go rejects.
+  if (clean.size() % 4 != 0 ||
+      clean.find_first_not_of(
+          "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=") !=
+          std::string::npos) {
     return false;
   }
-  for (size_t i = 0; i < clean.size(); i += 4) {
-    const bool last = i + 4 == clean.size();
-    int pad = 0;
-    if (last && clean[i + 3] == '=') {
-      pad = clean[i + 2] == '=' ? 2 : 1;
-    }
-    uint32_t group = 0;
-    for (int j = 0; j < 4; ++j) {
-      int v = 0;
-      if (j >= 4 - pad) {
-        v = 0;
-      } else {
-        v = base64Value(clean[i + j]);
-        if (v < 0) {
-          return false;  // a stray '=' lands here too
-        }
-      }
-      group = group << 6 | static_cast<uint32_t>(v);
-    }
-    out->push_back(static_cast<char>(group >> 16));
-    if (pad < 2) {
-      out->push_back(static_cast<char>(group >> 8));
-    }
-    if (pad < 1) {
-      out->push_back(static_cast<char>(group));
-    }
+  // '=' only as the last one or two characters: EVP_DecodeBlock would accept
+  // padding in the middle of the input, Go does not.
+  size_t pad = 0;
+  while (pad < 2 && pad < clean.size() && clean[clean.size() - 1 - pad] == '=') {
+    ++pad;
   }
+  if (clean.find('=') < clean.size() - pad) {
+    return false;
+  }
+  std::string decoded(clean.size() / 4 * 3, '\0');
+  int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(decoded.data()),
+                          reinterpret_cast<const unsigned char*>(clean.data()),
+                          static_cast<int>(clean.size()));
+  if (n < 0) {
+    return false;
+  }
+  decoded.resize(static_cast<size_t>(n) - pad);
+  *out = std::move(decoded);
   return true;
 }
 
