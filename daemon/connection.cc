@@ -60,39 +60,6 @@ std::string seconds(std::chrono::milliseconds ms) {
   return std::to_string(ms.count()) + "ms";
 }
 
-// The decision's part of a log record.
-void applyDecision(const rules::Decision& d, DecisionRecord* record) {
-  record->rule = d.rule;
-  record->source = d.source.str();
-  record->matched = d.matched.describe();
-  record->action = rules::actionName(d.action);
-  switch (d.action) {
-    case rules::Action::kDirect:
-      record->next_hop = "direct";
-      break;
-    case rules::Action::kUpstream:
-      record->next_hop = rules::maskUrlCredentials(d.upstream);
-      break;
-    case rules::Action::kMirror:
-      record->next_hop = d.mirrors;
-      break;
-    case rules::Action::kDeny:
-      record->next_hop.clear();
-      break;
-  }
-  record->config_gen = d.config_gen;
-}
-
-ProxyError deniedByRule(const rules::Decision& d, const std::string& what) {
-  ProxyError e;
-  e.status = 403;
-  e.reason = "Denied by rule " + d.rule;
-  e.kind = ProxyErrorKind::kHttpRequestDenied;
-  e.details =
-      what + " denied by rule " + d.rule + " (" + d.source.str() + "): " + d.matched.describe();
-  return e;
-}
-
 ProxyError badRequest(std::string reason, std::string details) {
   ProxyError e;
   e.status = 400;
@@ -436,8 +403,14 @@ void Connection::dispatchRequest() {
   facts.host = url.authority.host;
   facts.port = url.authority.port;
   facts.path = url.path;
+  rules::addModuleFacts(&facts, *config_->snapshot);
+  record.module = facts.module.value_or("");
   rules::Decision decision = rt_->decide(facts, *config_->snapshot);
   applyDecision(decision, &record);
+  if (decision.leak_guard) {
+    respondError(leakGuarded(decision, url.str()), std::move(record));
+    return;
+  }
   switch (decision.action) {
     case rules::Action::kDeny:
       respondError(deniedByRule(decision, url.str()), std::move(record));

@@ -406,20 +406,16 @@ void InterceptSession::dispatchInner(RequestHead head, bool keep_alive) {
   facts.path = head.target;
   // Each inner request is decided under the config current at that moment.
   LiveConfigPtr live = rt_->config;
+  rules::addModuleFacts(&facts, *live->snapshot);
+  inner_record_.module = facts.module.value_or("");
   rules::Decision decision = rt_->decide(facts, *live->snapshot);
-  inner_record_.rule = decision.rule;
-  inner_record_.source = decision.source.str();
-  inner_record_.matched = decision.matched.describe();
-  inner_record_.action = rules::actionName(decision.action);
-  inner_record_.config_gen = live->generation();
+  applyDecision(decision, &inner_record_);
+  if (decision.leak_guard) {
+    answerError(leakGuarded(decision, inner_record_.target), inner_keep_);
+    return;
+  }
   if (decision.action == rules::Action::kDeny) {
-    ProxyError e;
-    e.status = 403;
-    e.reason = "Denied by rule " + decision.rule;
-    e.kind = ProxyErrorKind::kHttpRequestDenied;
-    e.details = inner_record_.target + " denied by rule " + decision.rule + " (" +
-                decision.source.str() + "): " + decision.matched.describe();
-    answerError(e, inner_keep_);
+    answerError(deniedByRule(decision, inner_record_.target), inner_keep_);
     return;
   }
   MirrorFetch::Params p;
@@ -443,7 +439,6 @@ void InterceptSession::dispatchInner(RequestHead head, bool keep_alive) {
     answerError(e, inner_keep_);
     return;
   }
-  inner_record_.next_hop = decision.action == rules::Action::kMirror ? decision.mirrors : "direct";
   p.rt = rt_;
   p.method = head.method;
   p.url.scheme = "https";

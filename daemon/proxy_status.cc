@@ -160,4 +160,46 @@ uint64_t proxyErrorCount(ProxyErrorKind kind) {
   return g_counts[static_cast<size_t>(kind)];
 }
 
+// The decision's part of a log record.
+void applyDecision(const rules::Decision& d, DecisionRecord* record) {
+  record->rule = d.rule;
+  record->source = d.source.str();
+  record->matched = d.matched.describe();
+  record->action = rules::actionName(d.action);
+  switch (d.action) {
+    case rules::Action::kDirect:
+      record->next_hop = "direct";
+      break;
+    case rules::Action::kUpstream:
+      record->next_hop = rules::maskUrlCredentials(d.upstream);
+      break;
+    case rules::Action::kMirror:
+      record->next_hop = d.mirrors;
+      break;
+    case rules::Action::kDeny:
+      record->next_hop.clear();
+      break;
+  }
+  record->config_gen = d.config_gen;
+}
+
+ProxyError deniedByRule(const rules::Decision& d, const std::string& what) {
+  ProxyError e;
+  e.status = 403;
+  e.reason = "Denied by rule " + d.rule;
+  e.kind = ProxyErrorKind::kHttpRequestDenied;
+  e.details =
+      what + " denied by rule " + d.rule + " (" + d.source.str() + "): " + d.matched.describe();
+  return e;
+}
+
+ProxyError leakGuarded(const rules::Decision& d, const std::string& what) {
+  ProxyError e;
+  e.status = 404;
+  e.reason = "Private module, not fetched";
+  e.kind = ProxyErrorKind::kHttpRequestDenied;
+  e.details = what + ": " + d.leak_guard.value_or("leak guard");
+  return e;
+}
+
 }  // namespace switchyard

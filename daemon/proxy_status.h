@@ -12,6 +12,7 @@
 
 #include "daemon/decision_log.h"
 #include "daemon/http_message.h"
+#include "rules/decision.h"
 
 namespace switchyard {
 
@@ -79,5 +80,18 @@ std::string recordError(const ProxyError& error, bool close, bool head_only,
 
 // How many errors of `kind` recordError() has reported since start.
 uint64_t proxyErrorCount(ProxyErrorKind kind);
+
+// The decision's part of a log record: rule, source, matched entry, action,
+// next hop, config generation, and the module and leak-guard verdict.
+void applyDecision(const rules::Decision& d, DecisionRecord* record);
+
+// 403 for action deny: the reason names the rule, the details add where it
+// is written and what matched. `what` is the request ("CONNECT h:443").
+ProxyError deniedByRule(const rules::Decision& d, const std::string& what);
+
+// 404 for a request the leak guard stopped (d.leak_guard set): a not-found
+// answer, so that the go command's own list goes on (to `direct`, where its
+// GOPRIVATE settings apply), with the guard's sentence as the details.
+ProxyError leakGuarded(const rules::Decision& d, const std::string& what);
 
 }  // namespace switchyard

@@ -52,7 +52,7 @@ struct RuleConfig {
 // environment (when inherit_env) and applying Go's precedence: each field is
 // the effective value, with where it came from. Unset = empty value.
 struct EnvConfig {
-  Sourced goproxy;    // after defaulting: "https://proxy.golang.org,direct"
+  Sourced goproxy;  // after defaulting: "https://proxy.golang.org,direct"
   Sourced goprivate;
   Sourced gonoproxy;  // after defaulting to GOPRIVATE when unset or empty
   Sourced gonosumdb;  // likewise
@@ -94,8 +94,8 @@ struct LimitsConfig {
 
 struct LogConfig {
   std::string level = "info";
-  std::string format = "text";        // text | json
-  std::string decisions = "stderr";   // stderr | stdout | file path
+  std::string format = "text";       // text | json
+  std::string decisions = "stderr";  // stderr | stdout | file path
 };
 
 struct Config {

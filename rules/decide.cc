@@ -1,5 +1,7 @@
 #include "rules/decision.h"
 
+#include "rules/goproxy_request.h"
+
 #include <limits>
 
 #include "rules/snapshot_compiled.h"
@@ -118,6 +120,15 @@ Decision decide(const RequestFacts& facts, const ConfigSnapshot& snapshot) {
       mv.gonosumdb = true;
       mv.gonosumdb_pattern = m->pattern;
     }
+    if (!facts.sumdb_lookup && mv.gonoproxy) {
+      d.leak_guard = "module " + *facts.module + " matches GONOPROXY pattern \"" +
+                     *mv.gonoproxy_pattern + "\" (" + env.gonoproxy.pos.str() +
+                     "): it is sent to no proxy, mirror or origin";
+    } else if (facts.sumdb_lookup && mv.gonosumdb) {
+      d.leak_guard = "module " + *facts.module + " matches GONOSUMDB pattern \"" +
+                     *mv.gonosumdb_pattern + "\" (" + env.gonosumdb.pos.str() +
+                     "): its checksum is looked up in no database";
+    }
     d.module = std::move(mv);
   }
 
@@ -155,6 +166,18 @@ Decision decide(const RequestFacts& facts, const ConfigSnapshot& snapshot) {
   d.action = Action::kDirect;
   d.rule = "default";
   return d;
+}
+
+void addModuleFacts(RequestFacts* facts, const ConfigSnapshot& snapshot) {
+  if (facts->kind == RequestKind::kModuleProxy || facts->module || facts->path.empty()) {
+    return;
+  }
+  const GosumdbConfig& sumdb = snapshot.compiled().gosumdb;
+  auto ref = moduleReferenceOf(facts->host, facts->path, sumdb.off ? "" : sumdb.name);
+  if (ref) {
+    facts->module = ref->request.module;
+    facts->sumdb_lookup = ref->sumdb_lookup;
+  }
 }
 
 }  // namespace switchyard::rules

@@ -26,11 +26,14 @@ const char* requestKindName(RequestKind kind);
 
 struct RequestFacts {
   RequestKind kind = RequestKind::kConnect;
-  std::string scheme = "https";  // "http" or "https"
-  std::string host;              // as received, IPv6 brackets removed
-  uint16_t port = 443;           // effective port (explicit, else scheme default)
-  std::string path;              // path + query, when visible
+  std::string scheme = "https";       // "http" or "https"
+  std::string host;                   // as received, IPv6 brackets removed
+  uint16_t port = 443;                // effective port (explicit, else scheme default)
+  std::string path;                   // path + query, when visible
   std::optional<std::string> module;  // module path (unescaped), when known
+  // The module path comes from a checksum-database lookup
+  // (`/lookup/<module>@<version>`), which GONOSUMDB guards, not GONOPROXY.
+  bool sumdb_lookup = false;
 };
 
 // Which list entry made a rule or NO_PROXY match.
@@ -48,9 +51,9 @@ struct MatchedEntry {
 
 struct Decision {
   Action action = Action::kDirect;
-  std::string rule;     // rule name; implicit rules: "env:NO_PROXY", "env:HTTPS_PROXY",
-                        // "env:HTTP_PROXY", "default"
-  SourcePos source;     // where the rule (or the env value) was written
+  std::string rule;  // rule name; implicit rules: "env:NO_PROXY", "env:HTTPS_PROXY",
+                     // "env:HTTP_PROXY", "default"
+  SourcePos source;  // where the rule (or the env value) was written
   MatchedEntry matched;
   std::string upstream;  // parent proxy URL for kUpstream (may carry credentials)
   std::string mirrors;   // GOPROXY-syntax list for kMirror
@@ -71,6 +74,11 @@ struct Decision {
     std::optional<std::string> gonosumdb_pattern;
   };
   std::optional<ModuleVerdict> module;
+  // Set when the leak guard stops the request whatever the rule says: a
+  // module fetch for a GONOPROXY module, or a checksum lookup for a
+  // GONOSUMDB one. The sentence says which pattern of which variable matched;
+  // the daemon answers 404 with it and sends the request nowhere.
+  std::optional<std::string> leak_guard;
 
   // One readable sentence: "direct by rule private-modules (cfg.yaml:12):
   // module pattern "git.company.com" (glob)".
@@ -78,6 +86,13 @@ struct Decision {
 };
 
 Decision decide(const RequestFacts& facts, const ConfigSnapshot& snapshot);
+
+// Fills facts->module and facts->sumdb_lookup from facts->host and
+// facts->path when the path is GOPROXY-protocol traffic (moduleReferenceOf,
+// with the snapshot's GOSUMDB name), so that the leak guard and module
+// rules apply to absolute-form and intercepted requests too. Leaves module
+// requests (kModuleProxy) and facts that already name a module alone.
+void addModuleFacts(RequestFacts* facts, const ConfigSnapshot& snapshot);
 
 // Masks credentials in a URL: "http://user:pass@h:1" -> "http://user:***@h:1".
 std::string maskUrlCredentials(const std::string& url);

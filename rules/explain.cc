@@ -155,7 +155,8 @@ std::map<std::string, std::string> mergedEnvironment(
 ExplainResult explain(const ExplainTarget& target, const ConfigSnapshot& snapshot,
                       const std::map<std::string, std::string>& environment) {
   ExplainResult result;
-  const RequestFacts& facts = target.facts;
+  RequestFacts facts = target.facts;
+  addModuleFacts(&facts, snapshot);
   result.decision = decide(facts, snapshot);
   const Decision& d = result.decision;
 
@@ -176,6 +177,7 @@ ExplainResult explain(const ExplainTarget& target, const ConfigSnapshot& snapsho
   j["cache"] = d.cache;
   j["kind"] = requestKindName(facts.kind);
   j["config_gen"] = d.config_gen;
+  j["module"] = facts.module ? nlohmann::json(*facts.module) : nlohmann::json(nullptr);
   if (!facts.host.empty()) {
     j["host"] = facts.host;
     j["port"] = facts.port;
@@ -223,6 +225,7 @@ ExplainResult explain(const ExplainTarget& target, const ConfigSnapshot& snapsho
   if (d.module) {
     const auto& m = *d.module;
     j["gonoproxy"] = m.gonoproxy;
+    j["leak_guard"] = d.leak_guard ? nlohmann::json(*d.leak_guard) : nlohmann::json(nullptr);
     j["gonosumdb"] = m.gonosumdb;
     j["gonoproxy_pattern"] =
         m.gonoproxy_pattern ? nlohmann::json(*m.gonoproxy_pattern) : nlohmann::json(nullptr);
@@ -236,8 +239,8 @@ ExplainResult explain(const ExplainTarget& target, const ConfigSnapshot& snapsho
     if (m.gonosumdb_pattern) {
       text += " (pattern \"" + *m.gonosumdb_pattern + "\")";
     }
-    if (m.gonoproxy) {
-      text += "\n          never sent to a proxy or mirror (leak guard)";
+    if (d.leak_guard) {
+      text += "\nleak guard: " + *d.leak_guard;
     }
   }
   text += "\n";

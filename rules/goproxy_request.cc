@@ -1,5 +1,7 @@
 #include "rules/goproxy_request.h"
 
+#include <algorithm>
+#include <cctype>
 #include <limits>
 #include <optional>
 #include <utility>
@@ -503,6 +505,61 @@ bool parseSumdbLookup(std::string_view rest, std::string* module, std::string* v
   *module = std::move(req.module);
   *version = std::move(req.version);
   return true;
+}
+
+namespace {
+
+bool sameHost(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) ==
+                  std::tolower(static_cast<unsigned char>(y));
+         });
+}
+
+}  // namespace
+
+std::optional<ModuleReference> moduleReferenceOf(std::string_view host, std::string_view path,
+                                                 std::string_view sumdb_name) {
+  if (path.empty() || path.front() != '/' || path.find('@') == std::string_view::npos) {
+    return std::nullopt;  // every module endpoint has an '@' ("@v", "@latest", "mod@ver")
+  }
+  // A database named "host/sub" serves its endpoints below /sub.
+  std::string_view db_host = sumdb_name.substr(0, sumdb_name.find('/'));
+  std::string_view db_path =
+      db_host.size() < sumdb_name.size() ? sumdb_name.substr(db_host.size()) : "";
+  if (!db_host.empty() && sameHost(host, db_host) && path.starts_with(db_path) &&
+      path.substr(db_path.size()).starts_with("/lookup/")) {
+    ModuleReference ref;
+    ref.base = std::string(db_path);
+    ref.sumdb_lookup = true;
+    ref.request.kind = GoproxyRequest::Kind::kSumdbLookup;
+    ref.request.sumdb_name = std::string(sumdb_name);
+    if (parseSumdbLookup(path.substr(db_path.size() + 1), &ref.request.module, &ref.request.version,
+                         nullptr)) {
+      return ref;
+    }
+    return std::nullopt;
+  }
+  for (size_t start = 0; start != std::string_view::npos; start = path.find('/', start + 1)) {
+    ModuleReference ref;
+    if (!parseGoproxyRequest(path.substr(start), &ref.request, nullptr)) {
+      continue;
+    }
+    switch (ref.request.kind) {
+      case GoproxyRequest::Kind::kSumdbSupported:
+      case GoproxyRequest::Kind::kSumdbLatest:
+      case GoproxyRequest::Kind::kSumdbTile:
+        return std::nullopt;  // about no module
+      case GoproxyRequest::Kind::kSumdbLookup:
+        ref.sumdb_lookup = true;
+        break;
+      default:
+        break;
+    }
+    ref.base = std::string(path.substr(0, start));
+    return ref;
+  }
+  return std::nullopt;
 }
 
 }  // namespace switchyard::rules

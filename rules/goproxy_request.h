@@ -9,6 +9,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -88,5 +89,23 @@ bool parseGoproxyRequest(std::string_view path, GoproxyRequest* out, std::string
 // "lookup/<escaped module>@<escaped version>", percent-encoded or not.
 bool parseSumdbLookup(std::string_view rest, std::string* module, std::string* version,
                       std::string* error);
+
+// What a proxied request (absolute-form, or inside an intercepted tunnel)
+// says about a Go module, for the leak guard and the cache.
+struct ModuleReference {
+  GoproxyRequest request;  // parsed relative to `base` below
+  std::string base;        // the path prefix before the GOPROXY endpoint ("", "/api/go")
+  // A checksum-database lookup (GONOSUMDB's business, not GONOPROXY's).
+  bool sumdb_lookup = false;
+};
+
+// Reads `path` (path + query, as received) of a request to `host` as a
+// GOPROXY-protocol request: at the root, or below a prefix ("/api/go/...",
+// as Artifactory serves it; the longest module path that parses wins), or a
+// direct checksum-database lookup (`/lookup/<module>@<version>` on the host
+// of the GOSUMDB name `sumdb_name`, e.g. sum.golang.org). Empty when the path
+// is none of these: most requests through a proxy are not about modules.
+std::optional<ModuleReference> moduleReferenceOf(std::string_view host, std::string_view path,
+                                                 std::string_view sumdb_name);
 
 }  // namespace switchyard::rules

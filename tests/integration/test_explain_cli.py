@@ -138,6 +138,31 @@ class ExplainWithConfig(unittest.TestCase):
         self.assertFalse(j["gonoproxy"])
         self.assertIsNone(j["gonoproxy_pattern"])
 
+    def test_module_read_from_url_path(self):
+        # The daemon reads GOPROXY-protocol paths of intercepted and plain
+        # requests the same way: the leak guard holds whatever rule matched.
+        cases = [
+            ("https://proxy.golang.org/git.company.com/x/@v/list", "git.company.com/x",
+             "GONOPROXY pattern \"git.company.com\""),
+            ("https://proxy.golang.org/github.com/!azure/x/@v/v1.0.0.zip", "github.com/Azure/x", None),
+            ("http://mirror.example/api/go/db.internal/m/@latest", "db.internal/m",
+             "GONOPROXY pattern \"*.internal\""),
+            ("https://sum.golang.org/lookup/git.company.com/x@v1.0.0", "git.company.com/x",
+             "GONOSUMDB pattern \"git.company.com\""),
+            ("https://proxy.golang.org/sumdb/sum.golang.org/lookup/git.company.com/x@v1.0.0",
+             "git.company.com/x", "GONOSUMDB"),
+            ("https://proxy.golang.org/sumdb/sum.golang.org/latest", None, None),
+            ("https://deb.debian.org/debian/dists/bookworm/InRelease", None, None),
+        ]
+        for url, module, guard in cases:
+            with self.subTest(url=url):
+                j = explain("--config", self.cfg, url)
+                self.assertEqual(j["module"], module)
+                if guard is None:
+                    self.assertIsNone(j["leak_guard"] if "leak_guard" in j else None)
+                else:
+                    self.assertIn(guard, j["leak_guard"])
+
     def test_text_output_names_rule_and_entry(self):
         r = subprocess.run([BIN, "explain", "--config", self.cfg, "git.corp.example.com"],
                            capture_output=True, text=True, env=clean_env(), timeout=30)

@@ -194,6 +194,56 @@ TEST(Decide, ModuleVerdictForLeakGuard) {
   EXPECT_FALSE(d.module->gonoproxy_pattern.has_value());
 }
 
+// The leak guard holds whatever rule matched and whichever door the request
+// came through: GONOPROXY stops module fetches, GONOSUMDB stops checksum
+// lookups, and neither stops the other kind.
+TEST(Decide, LeakGuardTable) {
+  Config config = testConfig();
+  config.env.gonosumdb = fromFile("sums.company.com", 41);
+  std::vector<std::string> errors;
+  auto snap = ConfigSnapshot::build(std::move(config), 1, &errors);
+  ASSERT_NE(snap, nullptr);
+  struct GuardCase {
+    RequestKind kind;
+    const char* host;
+    const char* module;
+    bool sumdb_lookup;
+    const char* guard_has;  // nullptr: no guard
+  };
+  const GuardCase cases[] = {
+      {RequestKind::kModuleProxy, "", "git.company.com/secret", false,
+       "GONOPROXY pattern \"git.company.com\" (gw.yaml:40)"},
+      {RequestKind::kModuleProxy, "", "git.company.com", false, "GONOPROXY"},
+      {RequestKind::kModuleProxy, "", "git.company.com.evil/x", false, nullptr},
+      {RequestKind::kModuleProxy, "", "github.com/public/x", false, nullptr},
+      // The mirror rule for proxy.golang.org would send it on: the guard wins.
+      {RequestKind::kIntercepted, "proxy.golang.org", "git.company.com/secret", false, "GONOPROXY"},
+      {RequestKind::kAbsolute, "proxy.golang.org", "git.company.com/a/b", false, "GONOPROXY"},
+      // GONOPROXY does not cover checksum lookups; GONOSUMDB does.
+      {RequestKind::kIntercepted, "sum.golang.org", "git.company.com/secret", true, nullptr},
+      {RequestKind::kIntercepted, "sum.golang.org", "sums.company.com/x", true,
+       "GONOSUMDB pattern \"sums.company.com\" (gw.yaml:41)"},
+      {RequestKind::kModuleProxy, "", "sums.company.com/x", true, "looked up in no database"},
+      {RequestKind::kModuleProxy, "", "sums.company.com/x", false, nullptr},
+      {RequestKind::kIntercepted, "proxy.golang.org", "github.com/x/y", true, nullptr},
+  };
+  for (const GuardCase& c : cases) {
+    RequestFacts facts;
+    facts.kind = c.kind;
+    facts.host = c.host;
+    facts.module = c.module;
+    facts.sumdb_lookup = c.sumdb_lookup;
+    Decision d = decide(facts, *snap);
+    SCOPED_TRACE(std::string(c.host) + " " + c.module);
+    if (c.guard_has == nullptr) {
+      EXPECT_FALSE(d.leak_guard.has_value()) << *d.leak_guard;
+    } else {
+      ASSERT_TRUE(d.leak_guard.has_value());
+      EXPECT_NE(d.leak_guard->find(c.guard_has), std::string::npos) << *d.leak_guard;
+    }
+  }
+}
+
 TEST(Decide, UpstreamCarriesRuleUrl) {
   std::vector<std::string> errors;
   auto snap = ConfigSnapshot::build(testConfig(), 1, &errors);

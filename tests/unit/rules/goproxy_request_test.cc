@@ -360,3 +360,61 @@ TEST(GoproxyRequest, SumdbLookupTable) {
 
 }  // namespace
 }  // namespace switchyard::rules
+
+namespace switchyard::rules {
+namespace {
+
+// Which proxied paths are read as module traffic (for the leak guard and the
+// cache), and which are not.
+TEST(ModuleReferenceOf, Table) {
+  struct RefCase {
+    const char* host;
+    const char* path;
+    const char* module;  // nullptr: not module traffic
+    bool sumdb_lookup;
+    const char* base;
+  };
+  const RefCase cases[] = {
+      {"proxy.golang.org", "/github.com/!azure/x/@v/list", "github.com/Azure/x", false, ""},
+      {"proxy.golang.org", "/github.com/%21azure/x/@v/v1.0.0.zip", "github.com/Azure/x", false, ""},
+      {"proxy.golang.org", "/golang.org/x/text/@latest", "golang.org/x/text", false, ""},
+      {"art.example", "/api/go/proxy/github.com/a/b/@v/v1.2.3.mod", "github.com/a/b", false,
+       "/api/go/proxy"},
+      {"proxy.golang.org", "/sumdb/sum.golang.org/lookup/github.com/a/b@v1.0.0", "github.com/a/b",
+       true, ""},
+      {"sum.golang.org", "/lookup/git.company.com/x@v1.0.0", "git.company.com/x", true, ""},
+      {"SUM.golang.org", "/lookup/git.company.com/x@v1.0.0", "git.company.com/x", true, ""},
+      {"db.example", "/sub/lookup/example.com/m@v0.1.0", "example.com/m", true, "/sub"},
+      {"proxy.golang.org", "/sumdb/sum.golang.org/supported", nullptr, false, ""},
+      {"proxy.golang.org", "/sumdb/sum.golang.org/latest", nullptr, false, ""},
+      {"proxy.golang.org", "/sumdb/sum.golang.org/tile/8/0/001", nullptr, false, ""},
+      {"sum.golang.org", "/latest", nullptr, false, ""},
+      {"sum.golang.org", "/lookup/not a module@v1", nullptr, false, ""},
+      {"deb.debian.org", "/debian/dists/bookworm/InRelease", nullptr, false, ""},
+      {"registry.npmjs.org", "/@types/node", nullptr, false, ""},
+      {"registry.npmjs.org", "/@babel/core/-/core-7.0.0.tgz", nullptr, false, ""},
+      {"proxy.golang.org", "/", nullptr, false, ""},
+      {"proxy.golang.org", "", nullptr, false, ""},
+      {"proxy.golang.org", "/github.com/x/y/@v/list?x=1", nullptr, false, ""},
+      {"proxy.golang.org", "/github.com/x/../y/@v/list", nullptr, false, ""},
+      {"proxy.golang.org", "/github.com/x/y/@v/v1.0.0.tar", nullptr, false, ""},
+  };
+  for (const RefCase& c : cases) {
+    SCOPED_TRACE(std::string(c.host) + c.path);
+    auto ref = moduleReferenceOf(c.host, c.path, "db.example/sub");
+    if (std::string(c.host) != "db.example") {
+      ref = moduleReferenceOf(c.host, c.path, "sum.golang.org");
+    }
+    if (c.module == nullptr) {
+      EXPECT_FALSE(ref.has_value()) << ref->request.module;
+      continue;
+    }
+    ASSERT_TRUE(ref.has_value());
+    EXPECT_EQ(ref->request.module, c.module);
+    EXPECT_EQ(ref->sumdb_lookup, c.sumdb_lookup);
+    EXPECT_EQ(ref->base, c.base);
+  }
+}
+
+}  // namespace
+}  // namespace switchyard::rules
