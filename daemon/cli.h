@@ -41,4 +41,14 @@ struct PasswdOptions {
 // so it never appears in the process list or shell history.
 int runPasswd(const PasswdOptions& options);
 
+// `switchyard cache ls|verify|purge` on the module cache directory.
+enum class CacheAction { kList, kVerify, kPurge };
+struct CacheOptions {
+  CacheAction action = CacheAction::kList;
+  std::string config_file;  // cache.dir is read from here ...
+  std::string dir;          // ... unless --dir gives the directory
+  std::string pattern;      // GOPRIVATE syntax; empty: every entry (not for purge)
+};
+int runCache(const CacheOptions& options);
+
 }  // namespace switchyard

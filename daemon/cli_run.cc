@@ -11,6 +11,7 @@
 #include "daemon/cli.h"
 #include "daemon/decision_log.h"
 #include "daemon/intercept_check.h"
+#include "daemon/module_cache.h"
 #include "daemon/runtime.h"
 #include "daemon/sd_notify.h"
 #include "daemon/server.h"
@@ -81,11 +82,26 @@ int runDaemon(const RunOptions& options) {
     server_options.env = std::move(env);
     server_options.listen_overridden = !options.listen.empty();
     Server server(&loop, std::move(live), decisions.get(), std::move(server_options));
+    // The module cache's index is rebuilt before the first request.
+    std::unique_ptr<ModuleCache> cache;
+    const rules::CacheConfig& cache_config = server.runtime().config->config().cache;
+    bool cache_ok = true;
+    if (!cache_config.dir.empty()) {
+      cache = ModuleCache::open(&server.runtime(), cache_config.dir, cache_config.max_size,
+                                cache_config.mutable_ttl, &error);
+      if (cache == nullptr) {
+        spdlog::error("cache.dir {}: {}", cache_config.dir, error);
+        cache_ok = false;
+      }
+      server.runtime().module_cache = cache.get();
+    }
     // Under switchyard.socket, systemd has bound the proxy port for us.
     std::vector<std::string> rejected;
     std::vector<int> activated = socketActivationFds(&rejected);
     bool ok = false;
-    if (!activated.empty()) {
+    if (!cache_ok) {
+      ok = false;
+    } else if (!activated.empty()) {
       spdlog::info("socket activation: {} listening socket(s) from systemd", activated.size());
       ok = server.adopt(activated);
     } else {

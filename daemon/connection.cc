@@ -18,6 +18,7 @@
 #include <algorithm>
 
 #include "daemon/forward.h"
+#include "daemon/goproxy_door.h"
 #include "daemon/intercept.h"
 #include "daemon/mirror_exchange.h"
 #include "daemon/net_address.h"
@@ -342,15 +343,8 @@ void Connection::dispatchRequest() {
     return;
   }
   const std::string& target = request_.target;
-  if (!target.empty() && (target.front() == '/' || target == "*")) {
-    ProxyError e;
-    e.status = 501;
-    e.reason = "Not Implemented";
-    e.kind = ProxyErrorKind::kProxyInternalResponse;
-    e.details = "origin-form request " + request_.method + " " + target +
-                ": GOPROXY server mode is not implemented yet; send requests with an "
-                "absolute URL (HTTP_PROXY) or through CONNECT (HTTPS_PROXY)";
-    respondError(std::move(e), std::move(record));
+  if (origin_form) {
+    dispatchGoproxy(std::move(record));
     return;
   }
   AbsoluteUrl url;
@@ -468,6 +462,36 @@ void Connection::dispatchRequest() {
   ForwardExchange* forward = ForwardExchange::create(std::move(params));
   exchange_ = forward;
   forward->begin();
+}
+
+// An origin-form request: switchyard as a GOPROXY server (goproxy_door.h).
+// The answer is carried by a MirrorExchange over the door's source.
+void Connection::dispatchGoproxy(DecisionRecord record) {
+  bool has_body = (parser_.flags & F_CHUNKED) != 0 ||
+                  ((parser_.flags & F_CONTENT_LENGTH) && parser_.content_length > 0);
+  if (has_body) {
+    respondError(badRequest("Bad Request", "a GOPROXY request has no body"), std::move(record));
+    return;
+  }
+  GoproxyDoor door = openGoproxyDoor(rt_, config_, request_, via_token_, &record);
+  if (door.answer) {
+    respondError(std::move(*door.answer), std::move(record));
+    return;
+  }
+  MirrorExchange::Params mp;
+  mp.rt = rt_;
+  mp.conn = this;
+  mp.config = config_;
+  mp.head = request_;
+  mp.record = std::move(record);
+  mp.start_ms = request_start_ms_;
+  mp.client_keep_alive = llhttp_should_keep_alive(&parser_) != 0;
+  mp.via_token = via_token_;
+  mp.source = std::move(door.source);
+  phase_ = Phase::kForwarding;
+  MirrorExchange* exchange = MirrorExchange::create(std::move(mp));
+  exchange_ = exchange;
+  exchange->begin();
 }
 
 // A CONNECT head is complete; `leftover` is what the client sent after it

@@ -75,6 +75,7 @@ class Connection : public Session {
   void onClientRead(ssize_t nread, BufferRef block);
   void feed(const char* data, size_t len);
   void dispatchRequest();
+  void dispatchGoproxy(DecisionRecord record);
   void dispatchConnect(std::string leftover);
   // Proxy authentication (access.users_file) of the current request: true
   // when it may go on. Otherwise it was answered (407 / 401), or its

@@ -126,6 +126,7 @@ void ForwardExchange::begin() {
         return;
       }
       reused_ = true;
+      attempted_ = true;
       attachUpstream(tcp);
       if (known) {
         record_.resolved = formatAddress(peer_addr);
@@ -139,6 +140,7 @@ void ForwardExchange::begin() {
 
 void ForwardExchange::connectNextHop() {
   phase_ = Phase::kResolving;
+  attempted_ = true;
   resolve_id_ =
       rt_->resolver->resolve(next_hop_.host, next_hop_.port, [this](const ResolveResult& result) {
         resolve_id_ = 0;
@@ -158,6 +160,8 @@ void ForwardExchange::onResolved(const ResolveResult& result) {
   ProxyError error;
   if (!usableDestinations(*rt_, result, deny_private, next_hop_.host, nextHopName(), &usable,
                           &error)) {
+    // A destination our own policy refuses was never asked anything.
+    attempted_ = error.kind != ProxyErrorKind::kDestinationIpProhibited;
     fail(std::move(error));
     return;
   }
@@ -390,7 +394,7 @@ void ForwardExchange::onUpstreamRead(ssize_t nread, BufferRef block) {
       return;
     case ResponseReader::Result::Kind::kError:
       if (response_started_) {
-        abortMidResponse("upstream");
+        abortMidResponse("upstream", "malformed response body: " + result.error);
         return;
       }
       ProxyError e;
@@ -412,6 +416,19 @@ ResponseReader::HeadAction ForwardExchange::onResponseHead(const ResponseHead& h
   if (head.status < 200) {
     // Interim responses (100 Continue, 103 Early Hints) are passed to
     // HTTP/1.1 clients; HTTP/1.0 clients do not know them.
+    if (++interim_responses_ > kMaxInterimResponses) {
+      // Each interim head restarts the idle timer: without a bound an
+      // origin could keep a response open forever.
+      ProxyError e;
+      e.status = 502;
+      e.reason = "Too many interim responses";
+      e.kind = ProxyErrorKind::kHttpProtocolError;
+      e.received_status = head.status;
+      e.details = nextHopName() + " sent more than " + std::to_string(kMaxInterimResponses) +
+                  " interim (1xx) responses";
+      pending_failure_ = std::move(e);
+      return ResponseReader::HeadAction::kPause;
+    }
     if (client11 && conn_ != nullptr) {
       HeaderList headers = head.headers;
       stripHopByHop(&headers);
@@ -419,6 +436,7 @@ ResponseReader::HeadAction ForwardExchange::onResponseHead(const ResponseHead& h
           head.status, head.reason.empty() ? reasonPhrase(head.status) : head.reason, headers);
       record_.bytes_out += bytes.size();
       conn_->writeToClient(makeWrite(std::move(bytes)));
+      throttleUpstreamIfBehind();
     }
     return ResponseReader::HeadAction::kBody;
   }
@@ -454,6 +472,9 @@ ResponseReader::HeadAction ForwardExchange::onResponseHead(const ResponseHead& h
   stripHopByHop(&headers);
   appendVia(&headers, head.http_major, head.http_minor, via_token_);
   bool no_body = head_request_ || head.status == 204 || head.status == 304;
+  if (head.status == 204) {
+    headers.remove("Content-Length");  // RFC 9110 8.6: never in a 204
+  }
   bool close_delimited = false;
   if (!no_body && (reader_.chunked() || reader_.bodyUntilEof())) {
     if (client11) {
@@ -490,7 +511,14 @@ void ForwardExchange::onResponseBody(const char* at, size_t len) {
                         : makeWrite(std::string(), current_block_, at, len, std::string());
   record_.bytes_out += w->bytes();
   conn_->writeToClient(w);
-  if (!upstream_throttled_ && conn_ != nullptr && conn_->clientWriteQueueSize() > kHighWater) {
+  throttleUpstreamIfBehind();
+}
+
+// Backpressure: the client's pending writes passed the high-water mark, so
+// stop reading the upstream until onClientWritten() sees them drain.
+void ForwardExchange::throttleUpstreamIfBehind() {
+  if (!upstream_throttled_ && conn_ != nullptr && upstream_ != nullptr &&
+      conn_->clientWriteQueueSize() > kHighWater) {
     upstream_throttled_ = true;
     uv_read_stop(asStream(upstream_));
   }
@@ -567,7 +595,22 @@ void ForwardExchange::onTimer() {
         return;
       }
       if (response_started_) {
-        abortMidResponse("proxy");
+        abortMidResponse(
+            "proxy", "no data within limits.idle_timeout (" + seconds(limits.idle_timeout) + ")");
+        return;
+      }
+      if (!request_complete_ && !client_throttled_) {
+        // We are waiting for the client's body, not for the next hop: the
+        // client is the one that stalled (RFC 9110 15.5.9).
+        ProxyError e;
+        e.status = 408;
+        e.reason = "Request Timeout";
+        e.kind = ProxyErrorKind::kProxyInternalResponse;
+        e.details =
+            "the request body stalled: nothing arrived from the client for "
+            "limits.idle_timeout (" +
+            seconds(limits.idle_timeout) + ")";
+        fail(std::move(e));
         return;
       }
       ProxyError e;
@@ -615,7 +658,7 @@ void ForwardExchange::upstreamBroke(const std::string& why) {
     return;
   }
   if (response_started_) {
-    abortMidResponse("upstream");
+    abortMidResponse("upstream", why);
     return;
   }
   ProxyError e;
@@ -631,7 +674,7 @@ void ForwardExchange::fail(ProxyError error) {
     return;
   }
   if (response_started_) {
-    abortMidResponse("proxy");
+    abortMidResponse("proxy", error.details);
     return;
   }
   phase_ = Phase::kDone;
@@ -651,11 +694,13 @@ void ForwardExchange::fail(ProxyError error) {
   dispose();
 }
 
-void ForwardExchange::abortMidResponse(const char* closed_by) {
+void ForwardExchange::abortMidResponse(const char* closed_by, const std::string& why) {
   if (phase_ == Phase::kDone) {
     return;
   }
   phase_ = Phase::kDone;
+  attempt_error_ = "response cut short after " + std::to_string(record_.bytes_out) +
+                   " bytes to the client: " + why;
   logOnce(closed_by);
   Connection* conn = conn_;
   conn_ = nullptr;
@@ -729,13 +774,16 @@ void ForwardExchange::logOnce(const char* closed_by) {
   logged_ = true;
   record_.duration_ms = uv_now(rt_->loop()) - start_ms_;
   record_.closed_by = closed_by;
-  if (via_parent_) {
+  // One attempt: the parent proxy, or the origin itself (so a failing
+  // origin shows in the log and in switchyard_upstream_attempts_total).
+  if (attempted_) {
     AttemptRecord attempt;
-    attempt.url = rules::maskUrlCredentials(decision_.upstream);
-    if (record_.status != 0) {
+    attempt.url = via_parent_ ? rules::maskUrlCredentials(decision_.upstream)
+                              : "http://" + url_.authority.hostHeader(80);
+    if (record_.status != 0 && response_started_) {
       attempt.status = record_.status;
     }
-    if (!attempt_error_.empty() && !response_started_) {
+    if (!attempt_error_.empty()) {
       attempt.error = attempt_error_;
     }
     attempt.next = response_started_ ? "served" : "stopped";

@@ -45,6 +45,8 @@ class ForwardExchange : public ResponseReader::Listener, public Exchange {
   // Pending writes above this stop the reading side until they fall below
   // kLowWater: at most ~256 KiB queued per direction per exchange.
   static constexpr size_t kHighWater = 256 * 1024;
+  // Interim (1xx) responses passed on per request before we give up (502).
+  static constexpr int kMaxInterimResponses = 32;
   static constexpr size_t kLowWater = 64 * 1024;
 
   struct Params {
@@ -93,11 +95,13 @@ class ForwardExchange : public ResponseReader::Listener, public Exchange {
   void onUpstreamRead(ssize_t nread, BufferRef block);
   ResponseReader::HeadAction onResponseHead(const ResponseHead& head) override;
   void onResponseBody(const char* at, size_t len) override;
+  void throttleUpstreamIfBehind();
   void onResponseComplete() override;
   void onTimer();
   void finish();
   void fail(ProxyError error);
-  void abortMidResponse(const char* closed_by);
+  // `why` goes into the attempt record: the status line already went out.
+  void abortMidResponse(const char* closed_by, const std::string& why);
   void upstreamBroke(const std::string& why);
   void logOnce(const char* closed_by);
   void dispose();
@@ -139,6 +143,7 @@ class ForwardExchange : public ResponseReader::Listener, public Exchange {
   TimerMode timer_mode_ = TimerMode::kNone;
   std::string deferred_failure_;  // why, for kDeferredFailure
   std::string attempt_error_;     // the failure, for the attempt record
+  bool attempted_ = false;        // a next hop was asked (resolve started)
   ResponseReader reader_;
   BufferRef current_block_;  // the upstream read being parsed
   uint64_t resolve_id_ = 0;
@@ -166,8 +171,9 @@ class ForwardExchange : public ResponseReader::Listener, public Exchange {
   bool chunk_to_client_ = false;     // re-chunk the response body
   bool head_request_ = false;        // HEAD: the response has no body
   bool upstream_throttled_ = false;  // upstream reads stopped (client slow)
-  bool client_throttled_ = false;    // client reads stopped (upstream slow)
-  bool pool_when_written_ = false;   // pool the upstream once writes finish
+  int interim_responses_ = 0;
+  bool client_throttled_ = false;   // client reads stopped (upstream slow)
+  bool pool_when_written_ = false;  // pool the upstream once writes finish
   bool logged_ = false;
   bool disposed_ = false;
 };

@@ -1,6 +1,8 @@
 // InterceptSession: see intercept.h.
 #include "daemon/intercept.h"
 
+#include "daemon/module_cache.h"
+
 #include <spdlog/spdlog.h>
 
 #include <cstdio>
@@ -450,7 +452,8 @@ void InterceptSession::dispatchInner(RequestHead head, bool keep_alive) {
   p.via_token = via_token_;
   chunk_to_client_ = false;
   fetch_paused_ = false;
-  fetch_ = MirrorFetch::start(std::move(p), this);
+  std::string path = p.url.path;  // `p` is moved into the call
+  fetch_ = startMirrorSource(rt_, *live, decision, target_.host, path, std::move(p), this);
 }
 
 void InterceptSession::answerError(const ProxyError& error, bool keep) {
@@ -483,6 +486,7 @@ void InterceptSession::onMirrorHead(const ResponseHead& head, const MirrorRespon
   }
   inner_record_.status = head.status;
   inner_record_.next_hop = info.next_hop;
+  inner_record_.cache = info.cache;
   inner_record_.resolved = info.resolved;
   std::string bytes = serializeResponseHead(
       head.status, head.reason.empty() ? reasonPhrase(head.status) : head.reason, headers);
@@ -531,6 +535,7 @@ void InterceptSession::onMirrorComplete() {
 
 void InterceptSession::onMirrorFailed(const MirrorFailure& failure) {
   inner_record_.attempts = fetch_->attempts();
+  inner_record_.cache = failure.cache;
   fetch_ = nullptr;
   ProxyError e = proxyErrorFromMirrorFailure(failure);
   answerError(e, inner_keep_ && e.status == 404);
@@ -538,8 +543,8 @@ void InterceptSession::onMirrorFailed(const MirrorFailure& failure) {
 
 void InterceptSession::onMirrorAborted(const std::string&) {
   inner_record_.attempts = fetch_->attempts();
+  inner_record_.closed_by = fetch_->abortedByProxy() ? "proxy" : "upstream";
   fetch_ = nullptr;
-  inner_record_.closed_by = "upstream";
   inner_record_.duration_ms = uv_now(rt_->loop()) - inner_start_ms_;
   rt_->writeDecision(inner_record_);
   finish(/*reset=*/true);

@@ -41,7 +41,7 @@ struct InterceptCa {
   certs::SslCtxPtr server_ctx;
 };
 
-class InterceptSession : public Session, public TlsStream::Handler, public MirrorFetch::Sink {
+class InterceptSession : public Session, public TlsStream::Handler, public ResponseSink {
  public:
   static constexpr size_t kHighWater = 256 * 1024;
   static constexpr size_t kLowWater = 64 * 1024;
@@ -71,7 +71,7 @@ class InterceptSession : public Session, public TlsStream::Handler, public Mirro
   void onTlsError(TlsStream* stream, const TlsError& error) override;
   bool onTlsServerName(TlsStream* stream, const std::string& server_name) override;
 
-  // MirrorFetch::Sink
+  // ResponseSink
   void onMirrorHead(const ResponseHead& head, const MirrorResponseInfo& info) override;
   void onMirrorBody(const BufferRef& block, const char* data, size_t len) override;
   void onMirrorComplete() override;
@@ -104,9 +104,9 @@ class InterceptSession : public Session, public TlsStream::Handler, public Mirro
   std::string via_token_;
   std::shared_ptr<InterceptCa> ca_;
   TlsStream* tls_ = nullptr;
-  MirrorFetch* fetch_ = nullptr;  // the inner request in flight, if any
-  std::string input_;             // plaintext not yet parsed
-  DecisionRecord inner_record_;   // the inner request in flight
+  ResponseSource* fetch_ = nullptr;  // the inner request in flight, if any
+  std::string input_;                // plaintext not yet parsed
+  DecisionRecord inner_record_;      // the inner request in flight
   uint64_t inner_start_ms_ = 0;
   bool inner_head_request_ = false;
   bool inner_keep_ = false;

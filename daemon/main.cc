@@ -45,6 +45,26 @@ int main(int argc, char** argv) {
   passwd->add_flag("--delete", passwd_options.delete_user, "remove the user instead");
   passwd->add_option("user", passwd_options.user, "user name")->required();
 
+  CacheOptions cache_options;
+  CLI::App* cache = app.add_subcommand("cache", "list, verify or purge the module cache");
+  cache->require_subcommand(1);
+  auto add_cache_flags = [&cache_options](CLI::App* cmd) {
+    cmd->add_option("--config,-c", cache_options.config_file, "YAML config file (for cache.dir)");
+    cmd->add_option("--dir", cache_options.dir, "cache directory (instead of cache.dir)");
+  };
+  add_cache_flags(cache);
+  const char* pattern_help = "module patterns, GOPRIVATE syntax (\"github.com/org,*.corp\")";
+  CLI::App* cache_ls = cache->add_subcommand("ls", "list the entries");
+  add_cache_flags(cache_ls);
+  cache_ls->add_option("pattern", cache_options.pattern, pattern_help);
+  CLI::App* cache_verify =
+      cache->add_subcommand("verify", "re-check the entries, remove the broken ones");
+  add_cache_flags(cache_verify);
+  cache_verify->add_option("pattern", cache_options.pattern, pattern_help);
+  CLI::App* cache_purge = cache->add_subcommand("purge", "remove the entries of some modules");
+  add_cache_flags(cache_purge);
+  cache_purge->add_option("pattern", cache_options.pattern, pattern_help)->required();
+
   CLI11_PARSE(app, argc, argv);
 
   if (*check) {
@@ -65,6 +85,12 @@ int main(int argc, char** argv) {
   }
   if (*ca_init) {
     return runCaInit(ca_options);
+  }
+  if (*cache) {
+    cache_options.action = *cache_verify  ? CacheAction::kVerify
+                           : *cache_purge ? CacheAction::kPurge
+                                          : CacheAction::kList;
+    return runCache(cache_options);
   }
   return runDaemon(run_options);
 }

@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "daemon/connection.h"
+#include "daemon/module_cache.h"
 #include "daemon/tls_stream.h"
 
 namespace switchyard {
@@ -87,10 +88,18 @@ MirrorExchange::MirrorExchange(Params&& p)
       record_(std::move(p.record)),
       start_ms_(p.start_ms),
       via_token_(std::move(p.via_token)),
+      source_factory_(std::move(p.source)),
       client_keep_alive_(p.client_keep_alive),
       head_request_(head_.method == "HEAD") {}
 
 void MirrorExchange::begin() {
+  if (source_factory_) {
+    fetch_ = source_factory_(this);
+    if (conn_ != nullptr) {
+      conn_->resumeRequestBody();
+    }
+    return;
+  }
   MirrorFetch::Params p;
   std::string error;
   if (!configureMirrorParams(config_->config(), decision_, &p, &error)) {
@@ -119,7 +128,8 @@ void MirrorExchange::begin() {
   p.http_major = head_.http_major;
   p.http_minor = head_.http_minor;
   p.via_token = via_token_;
-  fetch_ = MirrorFetch::start(std::move(p), this);
+  fetch_ = startMirrorSource(rt_, *config_, decision_, url_.authority.host, url_.path, std::move(p),
+                             this);
   // No body follows (the Connection checked); this lets the parser see the
   // end of the request, so the connection can be kept for the next one.
   if (conn_ != nullptr) {
@@ -192,6 +202,7 @@ void MirrorExchange::onMirrorHead(const ResponseHead& head, const MirrorResponse
   }
   client_keep_alive_ = keep;
   record_.status = head.status;
+  record_.cache = info.cache;
   record_.next_hop = info.next_hop;
   record_.resolved = info.resolved;
   std::string bytes = serializeResponseHead(
@@ -235,15 +246,17 @@ void MirrorExchange::onMirrorComplete() {
 
 void MirrorExchange::onMirrorFailed(const MirrorFailure& failure) {
   record_.attempts = fetch_->attempts();
+  record_.cache = failure.cache;
   fetch_ = nullptr;
   fail(proxyErrorFromMirrorFailure(failure));
 }
 
 void MirrorExchange::onMirrorAborted(const std::string& why) {
   record_.attempts = fetch_->attempts();
+  const char* closed_by = fetch_->abortedByProxy() ? "proxy" : "upstream";
   fetch_ = nullptr;
   (void)why;  // the attempts carry the error of the attempt that broke off
-  logOnce("upstream");
+  logOnce(closed_by);
   Connection* conn = conn_;
   conn_ = nullptr;
   if (conn != nullptr) {

@@ -14,6 +14,7 @@
 #include <openssl/ssl.h>
 
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "daemon/decision_log.h"
@@ -39,7 +40,7 @@ ProxyError proxyErrorFromMirrorFailure(const MirrorFailure& failure);
 // Runtime and rebuilt after a reload. Null with *error when it cannot load.
 SSL_CTX* upstreamTlsContext(Runtime* rt, const LiveConfig& live, std::string* error);
 
-class MirrorExchange : public Exchange, public MirrorFetch::Sink {
+class MirrorExchange : public Exchange, public ResponseSink {
  public:
   // Pending client writes above this pause the fetch until they fall below
   // kLowWater (the same bounds as ForwardExchange).
@@ -57,6 +58,10 @@ class MirrorExchange : public Exchange, public MirrorFetch::Sink {
     uint64_t start_ms = 0;  // uv_now() when the request began
     bool client_keep_alive = false;
     std::string via_token;
+    // Starts the source that answers (the module cache, a GOPROXY-server
+    // fetch, a local answer). Unset: a MirrorFetch along the decision's
+    // mirrors, the default for action mirror.
+    std::function<ResponseSource*(ResponseSink*)> source;
   };
 
   // Creates the exchange; begin() starts the fetch (separately, so that the
@@ -72,7 +77,7 @@ class MirrorExchange : public Exchange, public MirrorFetch::Sink {
   void onClientWritten() override;
   void detach(const char* closed_by) override;
 
-  // MirrorFetch::Sink
+  // ResponseSink
   void onMirrorHead(const ResponseHead& head, const MirrorResponseInfo& info) override;
   void onMirrorBody(const BufferRef& block, const char* data, size_t len) override;
   void onMirrorComplete() override;
@@ -96,7 +101,8 @@ class MirrorExchange : public Exchange, public MirrorFetch::Sink {
   DecisionRecord record_;
   uint64_t start_ms_;
   std::string via_token_;
-  MirrorFetch* fetch_ = nullptr;  // null once it made its terminal call
+  std::function<ResponseSource*(ResponseSink*)> source_factory_;
+  ResponseSource* fetch_ = nullptr;  // null once it made its terminal call
 
   bool client_keep_alive_;
   bool head_request_;

@@ -257,11 +257,12 @@ bool MirrorFetch::prepareTarget(const GoproxyEntry& entry, AttemptOutcome* failu
   target_ = Target();
   resolved_.clear();
   if (entry.kind == GoproxyEntry::Kind::kDirect || entry.kind == GoproxyEntry::Kind::kNoproxy) {
+    const AbsoluteUrl& url = params_.direct_url ? *params_.direct_url : params_.url;
     target_.direct = true;
-    target_.scheme = params_.url.scheme;
-    target_.authority = params_.url.authority;
-    target_.path = params_.url.path.empty() ? "/" : params_.url.path;
-    target_.url = detail::maskUrl(params_.url.str());
+    target_.scheme = url.scheme;
+    target_.authority = url.authority;
+    target_.path = url.path.empty() ? "/" : url.path;
+    target_.url = detail::maskUrl(url.str());
     target_.entry = "direct";
     if (!params_.direct_allowed) {
       target_.url = "direct";
@@ -683,6 +684,7 @@ void MirrorFetch::onTimer() {
         startTimer<&MirrorFetch::onTimer, MirrorFetch>(&timer_, limit - (now - last_activity_ms_));
         return;
       }
+      aborted_by_proxy_ = true;
       abortBody("no body data from " + target_.url + " within limits.idle_timeout (" +
                 seconds(params_.idle_timeout) + ")");
       return;
@@ -907,7 +909,7 @@ MirrorFailure MirrorFetch::buildFailure() const {
     failure.reason = "Mirror failed";
     failure.proxy_status_error = "proxy_configuration_error";
     failure.details = "the mirror list has no entries";
-    failure.body = "502 Mirror failed\n\n" + failure.details + "\n";
+    failure.body = "502 Mirror failed\n" + failure.details + "\n";
     return failure;
   }
   // The attempt the walk's ranking chose: the latest with that outcome.
@@ -937,7 +939,9 @@ MirrorFailure MirrorFetch::buildFailure() const {
       break;
   }
   failure.details = record.url + ": " + resultText(record);
-  std::string body = std::to_string(failure.status) + " " + failure.reason + "\n\n";
+  // No blank line: the go command shows an error body only up to the first
+  // one, and the attempts are what its user needs to see.
+  std::string body = std::to_string(failure.status) + " " + failure.reason + "\n";
   body += params_.method + " " + detail::maskUrl(params_.url.str()) + " was tried on " +
           std::to_string(records_.size()) + (records_.size() == 1 ? " entry" : " entries") +
           " of the mirror list \"" + maskList(params_.list.text) + "\":\n";

@@ -39,6 +39,7 @@
 
 #include "daemon/decision_log.h"
 #include "daemon/http_message.h"
+#include "daemon/response_source.h"
 #include "daemon/runtime.h"
 #include "daemon/tls_stream.h"
 #include "daemon/upstream_http.h"
@@ -48,69 +49,11 @@
 
 namespace switchyard {
 
-// The answer when no entry served the request.
-struct MirrorFailure {
-  int status = 502;  // 404 (not-found class), 504 (a timeout decided), 502
-  // The reason phrase: "Not found on any mirror", "Mirror timeout",
-  // "Mirror failed".
-  std::string reason;
-  // The RFC 9209 error type of the attempt that decided: destination_not_found,
-  // destination_unavailable (an error status), dns_error, connection_refused,
-  // connection_timeout, connection_read_timeout, connection_terminated,
-  // tls_certificate_error, tls_protocol_error, http_protocol_error,
-  // http_response_header_section_size, destination_ip_prohibited,
-  // proxy_loop_detected, proxy_configuration_error.
-  std::string proxy_status_error;
-  std::optional<int> received_status;  // that attempt's HTTP status, if any
-  std::string next_hop;                // that attempt's URL (credentials masked)
-  // One line for Proxy-Status `details`: "<url>: <what happened>".
-  std::string details;
-  // The whole text/plain; charset=utf-8 body: the status line, then the
-  // request and every attempt with its result and why the walk went on.
-  std::string body;
-};
-
-// What the Sink learns with the head of the response that is served.
-struct MirrorResponseInfo {
-  std::string served_by;  // the URL fetched (credentials masked)
-  std::string next_hop;   // the list entry: mirror base URL (masked) or "direct"
-  std::string resolved;   // "ip:port" that answered
-  bool direct = false;    // the `direct` entry served it (the original origin)
-  // False for a HEAD request and for 1xx/204/304: no body follows (but
-  // onMirrorComplete() does).
-  bool has_body = true;
-  // The body length the upstream declared; absent when it was chunked or
-  // delimited by the end of the connection, so the sink must re-frame
-  // (chunked to HTTP/1.1 clients, close-delimited to HTTP/1.0 ones).
-  std::optional<uint64_t> content_length;
-};
-
-class MirrorFetch : public ResponseReader::Listener, public TlsStream::Handler {
+class MirrorFetch : public ResponseSource,
+                    public ResponseReader::Listener,
+                    public TlsStream::Handler {
  public:
-  // Receives the outcome. Exactly one terminal call (onMirrorComplete,
-  // onMirrorFailed or onMirrorAborted) ends every fetch that was not
-  // cancelled; none of them runs inside start(). The fetch stays readable
-  // (attempts()) until the terminal call returns, and must not be touched
-  // afterwards.
-  class Sink {
-   public:
-    virtual ~Sink() = default;
-    // A 2xx/3xx head was chosen. Hop-by-hop fields (Connection,
-    // Transfer-Encoding, Keep-Alive, ...) are already removed; Content-Length
-    // is kept when the upstream sent it.
-    virtual void onMirrorHead(const ResponseHead& head, const MirrorResponseInfo& info) = 0;
-    // A piece of the (de-chunked) body; `data` lies inside `block`, which
-    // the sink may keep referenced for a zero-copy write. May call pause()
-    // or cancel().
-    virtual void onMirrorBody(const BufferRef& block, const char* data, size_t len) = 0;
-    // The whole body arrived.
-    virtual void onMirrorComplete() = 0;
-    // No entry served the request; nothing was sent to the sink before.
-    virtual void onMirrorFailed(const MirrorFailure& failure) = 0;
-    // The served response broke off after its head: the client must see an
-    // unclean end (no terminating chunk; close the connection).
-    virtual void onMirrorAborted(const std::string& why) = 0;
-  };
+  using Sink = ResponseSink;
 
   struct Params {
     // The loop, the resolver, the connector and the own-listener check.
@@ -126,7 +69,10 @@ class MirrorFetch : public ResponseReader::Listener, public TlsStream::Handler {
     // The original request. The method is sent as is; no request body is
     // carried (GET and HEAD are what mirrors serve).
     std::string method = "GET";
-    AbsoluteUrl url;     // scheme (http|https), authority, path + query
+    AbsoluteUrl url;  // scheme (http|https), authority, path + query
+    // Where `direct` goes when that is not `url`: a checksum database's own
+    // URL (https://<GOSUMDB name>/...) for a /sumdb/<name>/... request.
+    std::optional<AbsoluteUrl> direct_url;
     HeaderList headers;  // the client's fields; hop-by-hop ones are dropped here
     int http_major = 1;  // the client's version, for our Via entry
     int http_minor = 1;
@@ -148,20 +94,19 @@ class MirrorFetch : public ResponseReader::Listener, public TlsStream::Handler {
   // caller holds the pointer before any Sink call.
   static MirrorFetch* start(Params params, Sink* sink);
 
-  // Body backpressure: stop and restart reading from the upstream. At most
-  // the rest of the current read (one pool block) arrives after pause().
-  // While paused the body idle timer does not run.
-  void pause();
-  void resume();
-  // Stops everything; no Sink call follows, and the fetch frees itself.
-  // The pointer must not be used afterwards (copy attempts() first).
-  void cancel();
+  // ResponseSource. Backpressure: at most the rest of the current read (one
+  // pool block) arrives after pause(); while paused the body idle timer does
+  // not run.
+  void pause() override;
+  void resume() override;
+  void cancel() override;
 
   // Every attempt so far, for the decision log: the URL fetched (masked;
   // the keyword for `off` and steps that were skipped), the status or
   // error, and "served" | "stopped" | "skipped" | "fell through: 404 after
   // ','". An attempt served and then broken off carries its error too.
-  const std::vector<AttemptRecord>& attempts() const { return records_; }
+  const std::vector<AttemptRecord>& attempts() const override { return records_; }
+  bool abortedByProxy() const override { return aborted_by_proxy_; }
 
  private:
   enum class Phase {
@@ -274,6 +219,7 @@ class MirrorFetch : public ResponseReader::Listener, public TlsStream::Handler {
   bool response_complete_ = false;  // the reader saw the end of the body
   bool body_until_eof_ = false;     // the body ends with the connection
   bool disposed_ = false;
+  bool aborted_by_proxy_ = false;  // our idle timer ended the body
 };
 
 // Fills the config-derived part of `params` for a request that rules::decide()

@@ -36,6 +36,7 @@ class DecisionLog;
 class UpstreamTlsContexts;
 struct DecisionRecord;
 class Metrics;
+class ModuleCache;
 class UpstreamPool;
 
 // ---------------------------------------------------------------------------
@@ -217,7 +218,8 @@ class Runtime {
   Connector* connector = nullptr;
   DecisionLog* decisions = nullptr;  // null in tests: records are dropped
   UpstreamPool* pool = nullptr;
-  Metrics* metrics = nullptr;  // null in tests that do not look at counters
+  Metrics* metrics = nullptr;           // null in tests that do not look at counters
+  ModuleCache* module_cache = nullptr;  // null without cache.dir
   // Client TLS contexts for https mirrors, built on first use and dropped
   // when the config generation changes (see upstreamTlsContext()).
   std::shared_ptr<UpstreamTlsContexts> tls_contexts;

@@ -23,6 +23,11 @@ BIN = os.environ.get("SWITCHYARD_BIN", "")
 DEFAULT_DEADLINE = 20.0
 
 
+# What ASan, LeakSanitizer and UBSan print when they find something.
+SANITIZER_REPORT = re.compile(r"ERROR: (AddressSanitizer|LeakSanitizer)|WARNING: ThreadSanitizer|runtime error: |"
+                              r"SUMMARY: (AddressSanitizer|UndefinedBehaviorSanitizer)")
+
+
 class Daemon:
     """A running switchyard process whose stderr is collected line by line."""
 
@@ -147,8 +152,11 @@ class Daemon:
         self.proc.send_signal(signum)
 
     def stop(self, signum=signal.SIGTERM, deadline=DEFAULT_DEADLINE):
-        """Stops the daemon and returns its exit code."""
-        if self.proc.poll() is None:
+        """Stops the daemon and returns its exit code. A daemon that was
+        running must exit cleanly (0) on SIGTERM/SIGINT, and no sanitizer
+        (ASan, LeakSanitizer, UBSan) may have reported anything."""
+        running = self.proc.poll() is None
+        if running:
             self.proc.send_signal(signum)
         try:
             rc = self.proc.wait(deadline)
@@ -158,6 +166,12 @@ class Daemon:
         self._reader.join(deadline)
         self.proc.stdout.close()
         self.tmp.cleanup()
+        reports = [l for l in self.lines if SANITIZER_REPORT.search(l)]
+        if reports:
+            raise AssertionError("sanitizer report from the daemon:\n" + "\n".join(self.lines[-80:]))
+        if running and signum in (signal.SIGTERM, signal.SIGINT) and rc != 0:
+            raise AssertionError("daemon exited %d after signal %d:\n%s"
+                                 % (rc, signum, "\n".join(self.lines[-40:])))
         return rc
 
     def __enter__(self):
@@ -503,3 +517,189 @@ def switchyard_decides():
     finally:
         d.stop()
     return reply.startswith(b"HTTP/1.1 403 ")
+
+
+# ---------------------------------------------------------------------------
+# Helpers of the fault-injection and chaos tests (test_faults.py,
+# test_chaos.py).
+
+def wait_until(pred, deadline=DEFAULT_DEADLINE, what="condition", poll=0.02):
+    """Polls `pred` (a cheap check of state another thread or process
+    changes) until it is true; returns its value."""
+    end = time.monotonic() + deadline
+    while True:
+        value = pred()
+        if value:
+            return value
+        if time.monotonic() > end:
+            raise AssertionError("timed out waiting for " + what)
+        time.sleep(poll)
+
+
+def admin_port(daemon):
+    """The port of the daemon's admin listener (`admin: "127.0.0.1:0"`)."""
+    return int(daemon.wait_for_log(r"admin listening on \S+:(\d+)").group(1))
+
+
+def scrape_metrics(port, host="127.0.0.1", deadline=10.0):
+    """GET /metrics on the admin listener; returns {sample: value}, the
+    sample written exactly as rendered (`name{label="v",...}`)."""
+    reply = raw_exchange(port, b"GET /metrics HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n",
+                         deadline=deadline, host=host)
+    head, _, body = reply.partition(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.1 200 "):
+        raise AssertionError("/metrics answered %r" % head[:200])
+    samples = {}
+    for line in body.decode().splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            samples[name] = float(value)
+    return samples
+
+
+class HttpReply:
+    """One response as a client saw it, and how its connection ended."""
+
+    def __init__(self, data, reset):
+        self.raw = data
+        self.reset = reset  # the connection ended with a RST
+        self.status = None
+        self.reason = ""
+        self.headers = {}  # lowercase name -> last value
+        self.body = b""
+        self.complete = False  # the body's framing says it is all there
+        head, sep, rest = data.partition(b"\r\n\r\n")
+        if not sep:
+            return
+        lines = head.decode("latin-1").split("\r\n")
+        parts = lines[0].split(" ", 2)
+        if len(parts) < 2 or not parts[1].isdigit():
+            return
+        self.status = int(parts[1])
+        self.reason = parts[2] if len(parts) > 2 else ""
+        for line in lines[1:]:
+            k, _, v = line.partition(":")
+            self.headers[k.strip().lower()] = v.strip()
+        if "chunked" in self.headers.get("transfer-encoding", "").lower():
+            self.body, self.complete = _dechunk(rest)
+        elif "content-length" in self.headers:
+            n = int(self.headers["content-length"])
+            self.body = rest[:n]
+            self.complete = len(rest) >= n
+        else:
+            self.body = rest
+            self.complete = not reset
+
+    def proxy_error(self):
+        """The `error=` token of our Proxy-Status member, or None."""
+        m = re.search(r"switchyard; error=([a-z_]+)", self.headers.get("proxy-status", ""))
+        return m.group(1) if m else None
+
+
+def _dechunk(data):
+    """(body, complete) of a chunked body that may be cut short."""
+    out = []
+    pos = 0
+    while True:
+        eol = data.find(b"\r\n", pos)
+        if eol < 0:
+            return b"".join(out), False
+        try:
+            size = int(data[pos:eol].split(b";")[0].strip(), 16)
+        except ValueError:
+            return b"".join(out), False
+        if size == 0:
+            return b"".join(out), True
+        start = eol + 2
+        piece = data[start:start + size]
+        out.append(piece)
+        if len(piece) < size or data[start + size:start + size + 2] != b"\r\n":
+            return b"".join(out), False
+        pos = start + size + 2
+
+
+def read_reply(sock, deadline=20.0):
+    """Reads until the server closes; returns an HttpReply."""
+    sock.settimeout(deadline)
+    chunks = []
+    reset = False
+    while True:
+        try:
+            b = sock.recv(65536)
+        except ConnectionResetError:
+            reset = True
+            break
+        if not b:
+            break
+        chunks.append(b)
+    return HttpReply(b"".join(chunks), reset)
+
+
+def proxy_get(port, url, deadline=20.0, host="127.0.0.1"):
+    """GET `url` (absolute form) through the proxy with Connection: close."""
+    authority = urllib.parse.urlsplit(url).netloc
+    with socket.create_connection((host, port), timeout=deadline) as s:
+        s.sendall(("GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n"
+                   % (url, authority)).encode())
+        return read_reply(s, deadline)
+
+
+def process_cpu_seconds(pid):
+    """utime + stime of a process from /proc/<pid>/stat, in seconds."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    # After the command: state is field 3; utime and stime are 14 and 15.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class RecordingTlsServer:
+    """A loopback https server in a thread running `handler_class` (a
+    BaseHTTPRequestHandler, e.g. SimpleHTTPRequestHandler with `directory`),
+    recording the path of every GET/HEAD it receives."""
+
+    def __init__(self, tls_cert, handler_class, directory=None, host="127.0.0.1"):
+        self.lock = threading.Lock()
+        self.requests = []  # (method, path)
+        server = self
+
+        class Recording(handler_class):
+            def __init__(self, *args, **kwargs):
+                if directory is not None:
+                    kwargs["directory"] = directory
+                super().__init__(*args, **kwargs)
+
+            def _note(self):
+                with server.lock:
+                    server.requests.append((self.command, self.path))
+
+            def do_GET(self):
+                self._note()
+                super().do_GET()
+
+            def do_HEAD(self):
+                self._note()
+                super().do_HEAD()
+
+        cls = _OriginServer6 if ":" in host else _OriginServer
+        self.server = cls((host, 0), Recording)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(*tls_cert)
+        self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def paths(self):
+        """The paths of the requests received so far, in order."""
+        with self.lock:
+            return [p for _, p in self.requests]
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -177,11 +177,12 @@ class ForwardTest(unittest.TestCase):
             self.assertGreater(i, pos - 1, reply)
             pos = i + len(b)
 
-    def test_origin_form_is_not_implemented_yet(self):
+    def test_origin_form_that_is_no_goproxy_path_is_404(self):
+        # Origin-form requests are for switchyard as a GOPROXY server
+        # (test_goproxy_server.py); anything else there is not found.
         reply = raw_exchange(self.daemon.port, b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n")
-        self.assertTrue(reply.startswith(b"HTTP/1.1 501 "), reply)
-        self.assertIn(b"GOPROXY server mode is not implemented yet", reply)
-        self.assertIn(b"Proxy-Status: switchyard; error=", reply)
+        self.assertTrue(reply.startswith(b"HTTP/1.1 404 Not a GOPROXY path"), reply)
+        self.assertIn(b"Proxy-Status: switchyard; error=destination_not_found", reply)
 
     def test_https_url_without_connect_is_400(self):
         reply = raw_exchange(self.daemon.port,

@@ -9,7 +9,8 @@ import tempfile
 import threading
 import unittest
 
-from harness import (BIN, Daemon, Origin, curl, free_port, proxy_config, recv_all, recv_until)
+from harness import (BIN, Daemon, Origin, curl, free_port, proxy_config, read_reply, recv_all,
+                     recv_until)
 
 
 class ListenerTest(unittest.TestCase):
@@ -73,6 +74,23 @@ class ConnectionLimitTest(unittest.TestCase):
                     self.fail("never served again: " + r.stdout + r.stderr)
             finally:
                 self.assertEqual(d.stop(), 0)
+
+
+class StalledBodyTest(unittest.TestCase):
+    def test_a_client_that_stops_sending_its_body_gets_408(self):
+        # The origin waits for the body; the client sends 10 of 100 bytes and
+        # stops. The client stalled, not the origin: 408, not 504.
+        with Origin() as origin, Daemon(config=proxy_config(
+                "rules:\n  - name: o\n    match: { hosts: \"127.0.0.1\" }\n"
+                "    action: direct\n", limits={"idle_timeout": "1s"})) as d:
+            with socket.create_connection(("127.0.0.1", d.port), timeout=30) as s:
+                s.sendall(("POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n"
+                           % origin.url("/echo")).encode() + b"0123456789")
+                reply = read_reply(s, deadline=30)
+            self.assertEqual(reply.status, 408, reply.raw[:300])
+            self.assertIn("request body stalled", reply.body.decode())
+            rec = d.wait_for_decision(lambda r: r.get("method") == "POST")[0]
+            self.assertEqual(rec["status"], 408)
 
 
 class EmfileTest(unittest.TestCase):

@@ -836,7 +836,7 @@ TEST_F(MirrorFetchTest, FailureBodyListsEveryAttemptInOrder) {
   EXPECT_EQ(f.next_hop, b->url() + "/x/@v/list");
   EXPECT_EQ(f.details, b->url() + "/x/@v/list: 500 Internal Server Error");
   EXPECT_EQ(f.body,
-            "502 Mirror failed\n\nGET http://origin.test/x/@v/list was tried on 2 entries "
+            "502 Mirror failed\nGET http://origin.test/x/@v/list was tried on 2 entries "
             "of the mirror list \"" +
                 a->url() + "/p/," + b->url() + "\":\n  1. " + a->url() +
                 "/p/x/@v/list: 404 Not Found; fell through: 404 after ','\n  2. " + b->url() +

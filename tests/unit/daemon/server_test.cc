@@ -146,8 +146,8 @@ struct AnswerCase {
 TEST_F(ServerTest, AnswersWithoutANextHop) {
   const std::string self = "127.0.0.1:" + std::to_string(port_);
   const std::vector<AnswerCase> cases = {
-      {"origin-form", "GET /x HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 501 ",
-       "proxy_internal_response"},
+      {"origin-form", "GET /x HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 404 Not a GOPROXY path",
+       "destination_not_found"},
       {"deny rule", "GET http://blocked.test/ad HTTP/1.1\r\nHost: blocked.test\r\n\r\n",
        "HTTP/1.1 403 Denied by rule no-blocked", "http_request_denied"},
       {"deny rule CONNECT", "CONNECT blocked.test:443 HTTP/1.1\r\n\r\n",
