@@ -17,7 +17,7 @@ import unittest
 
 from gomod import GoproxyOrigin, sha256_file, write_module
 from harness import (BIN, Daemon, admin_port, make_cert, proxy_config, read_reply,
-                     scrape_metrics)
+                     scrape_metrics, wait_until)
 
 GO = shutil.which("go")
 
@@ -200,6 +200,51 @@ class GoproxyServerTest(unittest.TestCase):
             line = self.daemon.wait_for_decision(
                 lambda x: x.get("target") == path and x["cache"] == expect_cache)[0]
             self.assertEqual(line["status"], 200)
+
+    def test_sigkill_during_concurrent_fills_then_verify(self):
+        # Chaos (issue 8.6): several fills in flight — some finished and
+        # stored, some held mid-body — when the daemon is killed. After a
+        # restart `cache verify` finds nothing broken and every request gets
+        # the origin's exact bytes.
+        zips = {}
+        for i in range(6):
+            module = "example.com/chaos%d" % i
+            zips["/%s/@v/v1.0.0.zip" % module] = write_module(
+                self.tree, module, "v1.0.0", {"go.mod": "module %s\n" % module},
+                extra_zip_bytes=(1 << 20) * (i + 1))
+        held = [p for i, p in enumerate(sorted(zips)) if i % 2 == 1]
+        for p in held:
+            self.origin.gate(p, after=512 << 10)
+        d = self.start()
+        done = [p for p in sorted(zips) if p not in held]
+        for p in done:
+            self.assertEqual(get(self.port, p).status, 200)
+        socks = []
+        for p in held:
+            s = socket.create_connection(("127.0.0.1", self.port), timeout=30)
+            s.sendall(("GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % p).encode())
+            socks.append(s)
+        wait_until(lambda: all(self.origin.count(p) == 1 for p in held), what="fills started")
+        for s in socks:
+            self.assertIn(b"200", s.recv(65536))
+        d.send_signal(signal.SIGKILL)
+        d.proc.wait(30)
+        for s in socks:
+            s.close()
+        self.daemon = None
+        self.origin.gates.clear()
+        r = subprocess.run([BIN, "cache", "verify", "--dir", self.cache_dir], capture_output=True,
+                           text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.start()
+        self.assertEqual(os.listdir(os.path.join(self.cache_dir, "tmp")), [])
+        for p, local in sorted(zips.items()):
+            reply = get(self.port, p)
+            self.assertEqual(reply.status, 200)
+            self.assertEqual(hashlib.sha256(reply.body).hexdigest(), sha256_file(local), p)
+        lines = self.daemon.wait_for_decision(lambda x: x.get("target") in zips, count=len(zips))
+        self.assertEqual({x["target"]: x["cache"] for x in lines},
+                         {p: "miss" if p in held else "hit" for p in zips})
 
     def test_stale_mutable_entry_when_every_upstream_fails(self):
         self.start(cache_extra=", mutable_ttl: \"1ms\"")
