@@ -240,14 +240,47 @@ void MirrorFetch::step() {
       report(failure, error_type);
       continue;
     }
-    phase_ = Phase::kResolving;
-    resolve_id_ = rt_->resolver->resolve(target_.authority.host, target_.authority.port,
-                                         [this](const ResolveResult& result) {
-                                           resolve_id_ = 0;
-                                           onResolved(result);
-                                         });
+    reused_tls_ = false;
+    retried_fresh_ = false;
+    upstream_ended_ = false;
+    surplus_ = false;
+    if (!takePooledTls()) {
+      resolveTarget();
+    }
     return;
   }
+}
+
+void MirrorFetch::resolveTarget() {
+  phase_ = Phase::kResolving;
+  resolve_id_ = rt_->resolver->resolve(target_.authority.host, target_.authority.port,
+                                       [this](const ResolveResult& result) {
+                                         resolve_id_ = 0;
+                                         onResolved(result);
+                                       });
+}
+
+// An idle TLS connection to the same host under the same client context
+// saves the handshake, which is most of an intercepted request's cost. The
+// `direct` entry under deny_private_destinations always resolves afresh, so
+// its addresses are checked again.
+bool MirrorFetch::takePooledTls() {
+  if (target_.scheme != "https" || rt_->pool == nullptr ||
+      (target_.direct && params_.deny_private_direct)) {
+    return false;
+  }
+  std::string peer;
+  TlsStream* stream =
+      rt_->pool->takeTls(UpstreamPool::tlsKey(target_.authority, params_.tls_ctx), &peer);
+  if (stream == nullptr) {
+    return false;
+  }
+  tls_ = stream;
+  tls_->setHandler(this);
+  resolved_ = std::move(peer);
+  reused_tls_ = true;
+  sendRequest();
+  return true;
 }
 
 bool MirrorFetch::prepareTarget(const GoproxyEntry& entry, AttemptOutcome* failure,
@@ -458,9 +491,11 @@ std::string MirrorFetch::buildRequestHead() const {
   if (!params_.via_token.empty()) {
     appendVia(&headers, params_.http_major, params_.http_minor, params_.via_token);
   }
-  // One request per connection: TLS sessions cannot go back to the plain
-  // UpstreamPool, and saying so lets the server end the body cleanly.
-  headers.add("Connection", "close");
+  // https connections may go back to the pool (complete()); plain ones
+  // carry one request, and saying so lets the server end the body cleanly.
+  if (target_.scheme != "https" || rt_->pool == nullptr) {
+    headers.add("Connection", "close");
+  }
   return serializeRequestHead(params_.method, target_.path, headers);
 }
 
@@ -528,6 +563,7 @@ void MirrorFetch::onUpstreamBytes(const BufferRef& block, const char* data, size
       return;
     case ResponseReader::Result::Kind::kPaused:
       if (response_complete_) {
+        surplus_ = result.consumed < len;
         complete();
       }
       return;
@@ -547,6 +583,7 @@ void MirrorFetch::onUpstreamEnd(bool eof, bool clean_tls, const std::string& why
   if (phase_ != Phase::kWaitingHead && phase_ != Phase::kBody) {
     return;
   }
+  upstream_ended_ = true;
   if (head_delivered_) {
     if (!response_complete_ && eof) {
       ResponseReader::Result result = reader_.finish();
@@ -697,6 +734,12 @@ void MirrorFetch::onTimer() {
 
 void MirrorFetch::complete() {
   phase_ = Phase::kDone;
+  // A cleanly ended keep-alive response leaves a connection worth keeping.
+  if (tls_ != nullptr && rt_->pool != nullptr && response_complete_ && reader_.keepAlive() &&
+      !body_until_eof_ && !surplus_ && !upstream_ended_) {
+    rt_->pool->putTls(UpstreamPool::tlsKey(target_.authority, params_.tls_ctx), tls_, resolved_);
+    tls_ = nullptr;
+  }
   dropUpstream(/*graceful=*/true);
   Sink* sink = sink_;
   sink_ = nullptr;
@@ -705,6 +748,20 @@ void MirrorFetch::complete() {
 }
 
 void MirrorFetch::attemptFailed(AttemptOutcome outcome, const char* proxy_status_error) {
+  if (reused_tls_ && !retried_fresh_ && outcome.kind == AttemptOutcome::Kind::kTransport &&
+      !reader_.started() && !head_delivered_) {
+    // The pooled connection died before answering (the server closed it
+    // while it was idle): the same entry once more, on a fresh connection.
+    retried_fresh_ = true;
+    reused_tls_ = false;
+    upstream_ended_ = false;
+    dropUpstream(/*graceful=*/false);
+    reader_.reset();
+    armTimer(TimerMode::kNone);
+    resolveTarget();
+    return;
+  }
+  reused_tls_ = false;
   dropUpstream(/*graceful=*/outcome.status != 0);
   reader_.reset();
   pending_outcome_.reset();

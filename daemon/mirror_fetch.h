@@ -148,6 +148,8 @@ class MirrorFetch : public ResponseSource,
 
   // The callback chain.
   void step();
+  void resolveTarget();
+  bool takePooledTls();
   void onResolved(const ResolveResult& result);
   void onConnected(ConnectResult&& result);
   void onTlsHandshake(TlsStream* stream) override;
@@ -220,6 +222,10 @@ class MirrorFetch : public ResponseSource,
   bool body_until_eof_ = false;     // the body ends with the connection
   bool disposed_ = false;
   bool aborted_by_proxy_ = false;  // our idle timer ended the body
+  bool reused_tls_ = false;        // this attempt runs on a pooled connection
+  bool retried_fresh_ = false;     // ... which failed, and was replaced once
+  bool upstream_ended_ = false;    // the upstream closed its side
+  bool surplus_ = false;           // bytes came after the response
 };
 
 // Fills the config-derived part of `params` for a request that rules::decide()

@@ -140,6 +140,9 @@ class TlsStream {
 
   // Stops and restarts delivering plaintext: decrypted data already buffered
   // is held, and the socket is not read, until resume.
+  // Hands the stream to another handler (an idle-connection pool, the next
+  // fetch that takes it from the pool). Only between callbacks.
+  void setHandler(Handler* handler) { handler_ = handler; }
   void pauseReading();
   void resumeReading();
 

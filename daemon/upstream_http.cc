@@ -1,5 +1,8 @@
 #include "daemon/upstream_http.h"
 
+#include <cstdio>
+#include <memory>
+
 #include <cassert>
 
 namespace switchyard {
@@ -272,7 +275,7 @@ UpstreamPool::~UpstreamPool() {
   assert(closed_ && timer_closed_);
 }
 
-uv_tcp_t* UpstreamPool::take(const std::string& key) {
+UpstreamPool::Entry* UpstreamPool::popIdle(const std::string& key) {
   auto it = idle_.find(key);
   if (it == idle_.end() || it->second.empty()) {
     return nullptr;
@@ -283,36 +286,81 @@ uv_tcp_t* UpstreamPool::take(const std::string& key) {
     idle_.erase(it);
   }
   --total_;
+  return entry;
+}
+
+uv_tcp_t* UpstreamPool::take(const std::string& key) {
+  std::unique_ptr<Entry> entry(popIdle(key));
+  if (entry == nullptr) {
+    return nullptr;
+  }
   uv_tcp_t* tcp = entry->tcp;
   uv_read_stop(asStream(tcp));
   tcp->data = nullptr;
-  delete entry;
   return tcp;
+}
+
+TlsStream* UpstreamPool::takeTls(const std::string& key, std::string* peer) {
+  std::unique_ptr<Entry> entry(popIdle(key));
+  if (entry == nullptr) {
+    return nullptr;
+  }
+  *peer = std::move(entry->peer);
+  return entry->tls;
+}
+
+std::string UpstreamPool::tlsKey(const Authority& target, const SSL_CTX* ctx) {
+  char ctx_id[32];
+  std::snprintf(ctx_id, sizeof ctx_id, "%p", static_cast<const void*>(ctx));
+  return "tls|" + target.str() + "|" + ctx_id;
 }
 
 // Idle connections are read from while they wait: libuv then tells us at
 // once when the other side closes (or misbehaves), and the connection is
 // dropped before a request could be lost on it.
 void UpstreamPool::put(const std::string& key, uv_tcp_t* tcp) {
-  auto& list = idle_[key];
-  if (closed_ || total_ >= kMaxIdleTotal || list.size() >= kMaxIdlePerKey) {
-    if (list.empty()) {
-      idle_.erase(key);
+  auto* entry = new Entry();
+  entry->pool = this;
+  entry->key = key;
+  entry->tcp = tcp;
+  keep(entry);
+}
+
+void UpstreamPool::putTls(const std::string& key, TlsStream* stream, std::string peer) {
+  auto* entry = new Entry();
+  entry->pool = this;
+  entry->key = key;
+  entry->tls = stream;
+  entry->peer = std::move(peer);
+  keep(entry);
+}
+
+void UpstreamPool::keep(Entry* entry) {
+  auto& list = idle_[entry->key];
+  bool ok = !closed_ && total_ < kMaxIdleTotal && list.size() < kMaxIdlePerKey;
+  if (ok && entry->tcp != nullptr) {
+    entry->tcp->data = entry;
+    ok = startRead<&Entry::onRead, Entry>(asStream(entry->tcp)) == 0;
+    if (!ok) {
+      entry->tcp->data = nullptr;
     }
-    closeAndDelete(asHandle(tcp));
-    return;
+  } else if (ok) {
+    entry->tls->setHandler(entry);
+    entry->tls->resumeReading();
   }
-  auto* entry = new Entry{this, key, tcp, uv_now(loop_)};
-  tcp->data = entry;
-  if (startRead<&Entry::onRead, Entry>(asStream(tcp)) != 0) {
-    tcp->data = nullptr;
+  if (!ok) {
+    if (list.empty()) {
+      idle_.erase(entry->key);
+    }
+    if (entry->tcp != nullptr) {
+      closeAndDelete(asHandle(entry->tcp));
+    } else {
+      entry->tls->close();
+    }
     delete entry;
-    if (list.empty()) {
-      idle_.erase(key);
-    }
-    closeAndDelete(asHandle(tcp));
     return;
   }
+  entry->since_ms = uv_now(loop_);
   list.push_front(entry);
   ++total_;
   if (!uv_is_active(asHandle(&sweep_))) {
@@ -340,8 +388,13 @@ void UpstreamPool::remove(Entry* entry) {
     }
   }
   --total_;
-  entry->tcp->data = nullptr;
-  closeAndDelete(asHandle(entry->tcp));
+  if (entry->tcp != nullptr) {
+    entry->tcp->data = nullptr;
+    closeAndDelete(asHandle(entry->tcp));
+  } else {
+    // After close() the stream calls nothing of ours again and frees itself.
+    entry->tls->close();
+  }
   delete entry;
 }
 

@@ -15,6 +15,7 @@
 
 #include "daemon/http_message.h"
 #include "daemon/runtime.h"
+#include "daemon/tls_stream.h"
 
 namespace switchyard {
 
@@ -132,6 +133,16 @@ class UpstreamPool {
   // Hands a connection back after a complete exchange: no read active, no
   // write pending. Closes it instead when the pool is full or closed.
   void put(const std::string& key, uv_tcp_t* tcp);
+  // The same for TLS connections (https mirror fetches): an idle stream is
+  // read from while it waits, so a peer's close drops it at once. take
+  // gives the stream with reading on; the caller makes itself its handler.
+  // `peer` is the "ip:port" it is connected to, for the decision log.
+  TlsStream* takeTls(const std::string& key, std::string* peer);
+  void putTls(const std::string& key, TlsStream* stream, std::string peer);
+  // A TLS connection is only reused under the same client context (a reload
+  // may change which CAs are trusted) and for the same host (SNI, checked
+  // name).
+  static std::string tlsKey(const Authority& target, const SSL_CTX* ctx);
   // Closes every idle connection and the sweep timer; later puts close.
   void close();
   size_t idleCount() const { return total_; }
@@ -140,13 +151,25 @@ class UpstreamPool {
   static std::string parentKey(const Authority& parent) { return "parent|" + parent.str(); }
 
  private:
-  struct Entry {
-    UpstreamPool* pool;
+  struct Entry : TlsStream::Handler {
+    UpstreamPool* pool = nullptr;
     std::string key;
-    uv_tcp_t* tcp;
-    uint64_t since_ms;  // uv_now() when it became idle
+    uv_tcp_t* tcp = nullptr;   // a plain connection, or
+    TlsStream* tls = nullptr;  // a TLS one
+    std::string peer;          // TLS: "ip:port"
+    uint64_t since_ms = 0;     // uv_now() when it became idle
     void onRead(ssize_t nread, BufferRef block);
+    // TlsStream::Handler: anything but silence makes it unusable.
+    void onTlsHandshake(TlsStream*) override {}
+    void onTlsData(TlsStream*, const BufferRef&, const char*, size_t) override {
+      pool->remove(this);
+    }
+    void onTlsEnd(TlsStream*, bool) override { pool->remove(this); }
+    void onTlsError(TlsStream*, const TlsError&) override { pool->remove(this); }
   };
+  // Files `entry` as idle (or closes it when the pool is full or closed).
+  void keep(Entry* entry);
+  Entry* popIdle(const std::string& key);
   void remove(Entry* entry);
   void onSweep();
   void onTimerClosed(uv_handle_t* handle);

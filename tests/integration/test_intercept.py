@@ -9,6 +9,7 @@ import socket
 import ssl
 import subprocess
 import tempfile
+import threading
 import unittest
 
 from harness import BIN, Daemon, Origin, curl, make_cert, proxy_config, recv_until
@@ -95,6 +96,70 @@ class InterceptTest(unittest.TestCase):
         self.assertEqual([i["status"] for i in inner], [200, 200])
         self.d.wait_for_decision(lambda r: r.get("method") == "CONNECT")
         self.assertEqual(len([q for q in self.d.decisions() if q.get("method") == "CONNECT"]), 1)
+
+    def test_mirror_tls_connection_is_reused_across_inner_requests(self):
+        # Each inner request is its own fetch, but an idle TLS connection to
+        # the same mirror is kept and reused: five requests, one handshake.
+        urls = ["https://proxy.golang.org/r%d" % i for i in range(5)]
+        args = ["-s", "--cacert", self.ca_crt]
+        for u in urls:
+            args += ["-o", "/dev/null", u]
+        r = curl(*args, proxy=self.d.proxy_url)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual([q["path"] for q in self.mirror.requests], ["/r%d" % i for i in range(5)])
+        self.assertEqual(len(self.mirror.connections), 1, self.mirror.connections)
+        recs = self.d.wait_for_decision(lambda x: x.get("method") == "GET", count=5)
+        self.assertEqual([x["status"] for x in recs], [200] * 5)
+
+    def test_pooled_connection_closed_by_the_mirror_is_replaced(self):
+        # A mirror that drops a kept-alive connection when the next request
+        # arrives (its idle timer fired just then): the request goes again on
+        # a fresh connection instead of failing.
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(*self.mirror_cert)
+        listener = socket.create_server(("127.0.0.1", 0))
+        port = listener.getsockname()[1]
+        accepted = []
+
+        def serve():
+            while True:
+                try:
+                    raw, _ = listener.accept()
+                except OSError:
+                    return
+                accepted.append(raw)
+                try:
+                    conn = ctx.wrap_socket(raw, server_side=True)
+                    recv_until(conn, b"\r\n\r\n")
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n")
+                    recv_until(conn, b"\r\n\r\n")  # the second request: dropped
+                    conn.close()
+                except (OSError, AssertionError):
+                    pass
+
+        threading.Thread(target=serve, daemon=True).start()
+        config = proxy_config(
+            "tls: { ca_dir: \"%s\", upstream_ca_file: \"%s\" }\n"
+            "resolve: { mirror.test: \"127.0.0.1\" }\n"
+            "rules:\n"
+            "  - name: goproxy\n"
+            "    match: { hosts: \"proxy.golang.org\" }\n"
+            "    action: mirror\n"
+            "    mirrors: \"https://mirror.test:%d\"\n"
+            "    intercept: true\n" % (self.ca_dir, self.mirror_cert[0], port))
+        d = Daemon(config=config)
+        try:
+            for i in range(3):
+                r = curl("-s", "--cacert", self.ca_crt, "https://proxy.golang.org/x%d" % i,
+                         proxy=d.proxy_url)
+                self.assertEqual((r.returncode, r.stdout), (0, "ok\n"), r.stderr)
+            recs = d.wait_for_decision(lambda x: x.get("method") == "GET", count=3)
+            self.assertEqual([x["status"] for x in recs], [200] * 3)
+            self.assertEqual([len(x["attempts"]) for x in recs], [1, 1, 1])
+            self.assertEqual(len(accepted), 3)  # each later request needed a fresh one
+        finally:
+            d.stop()
+            listener.close()
 
     def test_direct_goes_to_the_origin_over_verified_tls(self):
         r = self.fetch("https://direct.test:%d/from/origin?q=1" % self.mirror.port)
