@@ -176,23 +176,8 @@ GoproxyDoor openGoproxyDoor(Runtime* rt, const LiveConfigPtr& live, const Reques
       return door;
     }
   }
-  if (!configureMirrorParams(live->config(), decision, &p, &error)) {
-    ProxyError e;
-    e.status = 502;
-    e.reason = "Mirror misconfigured";
-    e.kind = ProxyErrorKind::kProxyConfigurationError;
-    e.details = error;
-    door.answer = std::move(e);
-    return door;
-  }
-  p.tls_ctx = upstreamTlsContext(rt, *live, &error);
-  if (p.tls_ctx == nullptr) {
-    ProxyError e;
-    e.status = 502;
-    e.reason = "Mirror misconfigured";
-    e.kind = ProxyErrorKind::kProxyConfigurationError;
-    e.details = "tls.upstream_ca_file: " + error;
-    door.answer = std::move(e);
+  if (auto failure = prepareMirrorFetch(rt, *live, decision, &p)) {
+    door.answer = std::move(failure);
     return door;
   }
   p.rt = rt;

@@ -421,24 +421,8 @@ void InterceptSession::dispatchInner(RequestHead head, bool keep_alive) {
     return;
   }
   MirrorFetch::Params p;
-  std::string error;
-  if (!configureMirrorParams(live->config(), decision, &p, &error)) {
-    ProxyError e;
-    e.status = 502;
-    e.reason = "Cannot carry out rule " + decision.rule;
-    e.kind = ProxyErrorKind::kProxyConfigurationError;
-    e.details = "rule " + decision.rule + " (" + decision.source.str() + "): " + error;
-    answerError(e, inner_keep_);
-    return;
-  }
-  p.tls_ctx = upstreamTlsContext(rt_, *live, &error);
-  if (p.tls_ctx == nullptr) {
-    ProxyError e;
-    e.status = 502;
-    e.reason = "Mirror misconfigured";
-    e.kind = ProxyErrorKind::kProxyConfigurationError;
-    e.details = "tls.upstream_ca_file: " + error;
-    answerError(e, inner_keep_);
+  if (auto failure = prepareMirrorFetch(rt_, *live, decision, &p)) {
+    answerError(*failure, inner_keep_);
     return;
   }
   p.rt = rt_;

@@ -74,6 +74,27 @@ SSL_CTX* upstreamTlsContext(Runtime* rt, const LiveConfig& live, std::string* er
   return rt->tls_contexts->get(live.config().tls.upstream_ca_file, error);
 }
 
+std::optional<ProxyError> prepareMirrorFetch(Runtime* rt, const LiveConfig& live,
+                                             const rules::Decision& decision,
+                                             MirrorFetch::Params* params) {
+  std::string error;
+  bool ok = configureMirrorParams(live.config(), decision, params, &error);
+  if (ok) {
+    params->tls_ctx = upstreamTlsContext(rt, live, &error);
+    ok = params->tls_ctx != nullptr;
+    error = ok ? "" : "tls.upstream_ca_file: " + error;
+  }
+  if (ok) {
+    return std::nullopt;
+  }
+  ProxyError e;
+  e.status = 502;
+  e.reason = "Mirror misconfigured";
+  e.kind = ProxyErrorKind::kProxyConfigurationError;
+  e.details = "rule " + decision.rule + " (" + decision.source.str() + "): " + error;
+  return e;
+}
+
 MirrorExchange* MirrorExchange::create(Params&& params) {
   return new MirrorExchange(std::move(params));
 }
@@ -101,24 +122,8 @@ void MirrorExchange::begin() {
     return;
   }
   MirrorFetch::Params p;
-  std::string error;
-  if (!configureMirrorParams(config_->config(), decision_, &p, &error)) {
-    ProxyError e;
-    e.status = 502;
-    e.reason = "Mirror misconfigured";
-    e.kind = ProxyErrorKind::kProxyConfigurationError;
-    e.details = "rule " + decision_.rule + " (" + decision_.source.str() + "): " + error;
-    fail(e);
-    return;
-  }
-  p.tls_ctx = upstreamTlsContext(rt_, *config_, &error);
-  if (p.tls_ctx == nullptr) {
-    ProxyError e;
-    e.status = 502;
-    e.reason = "Mirror misconfigured";
-    e.kind = ProxyErrorKind::kProxyConfigurationError;
-    e.details = "tls.upstream_ca_file: " + error;
-    fail(e);
+  if (auto failure = prepareMirrorFetch(rt_, *config_, decision_, &p)) {
+    fail(*failure);
     return;
   }
   p.rt = rt_;

@@ -15,6 +15,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 
 #include "daemon/decision_log.h"
@@ -39,6 +40,13 @@ ProxyError proxyErrorFromMirrorFailure(const MirrorFailure& failure);
 // The client TLS context for `live`'s tls.upstream_ca_file, cached on the
 // Runtime and rebuilt after a reload. Null with *error when it cannot load.
 SSL_CTX* upstreamTlsContext(Runtime* rt, const LiveConfig& live, std::string* error);
+
+// Fills the config-derived part of `params` for a fetch that `decision`
+// sends along a mirror list (or to its origin): configureMirrorParams() plus
+// the upstream TLS context. On failure, the 502 to answer, naming the rule.
+std::optional<ProxyError> prepareMirrorFetch(Runtime* rt, const LiveConfig& live,
+                                             const rules::Decision& decision,
+                                             MirrorFetch::Params* params);
 
 class MirrorExchange : public Exchange, public ResponseSink {
  public:
