@@ -46,3 +46,8 @@ add_library(sy_llhttp STATIC
   ${SY_LLHTTP_DIR}/llhttp.c ${SY_LLHTTP_DIR}/api.c ${SY_LLHTTP_DIR}/http.c)
 target_include_directories(sy_llhttp SYSTEM PUBLIC ${SY_LLHTTP_INCLUDE})
 set_target_properties(sy_llhttp PROPERTIES POSITION_INDEPENDENT_CODE ON C_STANDARD 99)
+# llhttp 8.x parses in "loose" mode unless told otherwise: CR plus any byte
+# taken as a line end, any two bytes after chunk data, TAB and bytes >= 0x80
+# in the request-target — the request-smuggling class of CVE-2023-30589.
+# Switchyard parses strictly (docs/SECURITY.md), with no leniency at all.
+target_compile_definitions(sy_llhttp PRIVATE LLHTTP_STRICT_MODE=1)
