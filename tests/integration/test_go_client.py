@@ -10,33 +10,17 @@ mirror misbehaves: go's fall-through rules (',' only after 404/410, '|' after
 any error) decide whether the build succeeds via the second mirror or the go
 command sees a 502 and stops."""
 import http.server
-import json
 import os
 import shutil
 import subprocess
 import tempfile
 import unittest
 import urllib.parse
-import zipfile
 
+from gomod import write_module
 from harness import BIN, Daemon, RecordingTlsServer, free_port, make_cert, proxy_config
 
 GO = shutil.which("go")
-
-
-def write_module(tree, path, version, files):
-    """One module version in GOPROXY layout: list, .info, .mod, .zip."""
-    vdir = os.path.join(tree, path, "@v")
-    os.makedirs(vdir, exist_ok=True)
-    with open(os.path.join(vdir, "list"), "a") as f:
-        f.write(version + "\n")
-    with open(os.path.join(vdir, version + ".info"), "w") as f:
-        json.dump({"Version": version, "Time": "2024-01-02T03:04:05Z"}, f)
-    with open(os.path.join(vdir, version + ".mod"), "w") as f:
-        f.write(files["go.mod"])
-    with zipfile.ZipFile(os.path.join(vdir, version + ".zip"), "w") as z:
-        for name, text in sorted(files.items()):
-            z.writestr("%s@%s/%s" % (path, version, name), text)
 
 
 class _TreeHandler(http.server.SimpleHTTPRequestHandler):
