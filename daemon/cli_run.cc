@@ -84,6 +84,7 @@ int runDaemon(const RunOptions& options) {
 
   uv_loop_t loop;
   uv_loop_init(&loop);
+  decisions->batchOn(&loop);
   int rc = 0;
   {
     Server::Options server_options;
@@ -127,6 +128,8 @@ int runDaemon(const RunOptions& options) {
     }
     uv_run(&loop, UV_RUN_DEFAULT);
   }
+  decisions->stopBatching();
+  uv_run(&loop, UV_RUN_DEFAULT);  // the batching handles' close callbacks
   if (uv_loop_close(&loop) != 0) {
     spdlog::error("event loop closed with handles still open");
     rc = rc != 0 ? rc : 1;

@@ -4,6 +4,7 @@
 // dropped and counted, never waited for.
 #pragma once
 
+#include <uv.h>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -62,6 +63,15 @@ class DecisionLog {
   ~DecisionLog();
 
   void write(const DecisionRecord& record);
+  // From now on, lines written on `loop`'s thread are gathered and handed to
+  // the writer thread once per loop iteration (before the loop waits for
+  // I/O, and after it), as one message: one wake-up and one write(2) for
+  // every line of the iteration instead of per line. Lines never wait
+  // while the loop sleeps.
+  void batchOn(uv_loop_t* loop);
+  // Hands over what is gathered and closes the loop handles; the loop must
+  // run once more for their close callbacks. Without it, uv_loop_close fails.
+  void stopBatching();
   // Reopens the file (SIGUSR1, after logrotate moved it).
   void reopen();
   // Lines dropped because the async queue was full, since start.
@@ -79,6 +89,8 @@ class DecisionLog {
 
  private:
   DecisionLog() = default;
+  void postBatch();
+  void post(const std::string& text, uint64_t lines);
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

@@ -20,6 +20,7 @@
 #include "daemon/destination.h"
 #include "daemon/metrics.h"
 #include "daemon/net_address.h"
+#include "daemon/write_now.h"
 #include "rules/config_loader.h"
 
 namespace switchyard {
@@ -149,8 +150,8 @@ void Tunnel::onConnected(ConnectResult&& result) {
   record_.resolved = formatAddress(reinterpret_cast<const sockaddr*>(&result.peer));
   upstream_.tcp = result.tcp;
   upstream_.tcp->data = &upstream_;
+  // The client's socket got TCP_NODELAY when the Connection took it.
   uv_tcp_nodelay(upstream_.tcp, 1);
-  uv_tcp_nodelay(client_.tcp, 1);
   if (via_parent_) {
     sendParentConnect();
   } else {
@@ -278,8 +279,9 @@ void Tunnel::establish(BufferRef block, const char* parent_rest, size_t parent_r
   phase_ = Phase::kRelaying;
   record_.status = 200;
   parent_reader_.reset();
-  if (submitWrite<&Side::onWritten, Side>(asStream(client_.tcp), &client_,
-                                          makeWrite(std::string(kEstablished))) != 0) {
+  if (writeNowOrQueue<&Side::onWritten, Side>(asStream(client_.tcp), &client_,
+                                              makeWrite(std::string(kEstablished))) ==
+      WriteOutcome::kFailed) {
     finish("client");
     return;
   }
@@ -292,8 +294,9 @@ void Tunnel::establish(BufferRef block, const char* parent_rest, size_t parent_r
   }
   if (!leftover_.empty()) {
     client_.bytes_read += leftover_.size();
-    if (submitWrite<&Side::onWritten, Side>(asStream(upstream_.tcp), &upstream_,
-                                            makeWrite(std::move(leftover_))) != 0) {
+    if (writeNowOrQueue<&Side::onWritten, Side>(asStream(upstream_.tcp), &upstream_,
+                                                makeWrite(std::move(leftover_))) ==
+        WriteOutcome::kFailed) {
       finish("upstream");
       return;
     }
@@ -365,13 +368,14 @@ void Tunnel::onSideRead(Side& side, ssize_t nread, BufferRef block) {
 void Tunnel::relay(Side& from, BufferRef block, const char* at, size_t len) {
   Side& to = *from.peer;
   const char* data = at != nullptr ? at : block.data();
-  if (submitWrite<&Side::onWritten, Side>(
-          asStream(to.tcp), &to,
-          makeWrite(std::string(), std::move(block), data, len, std::string())) != 0) {
+  WriteOutcome outcome = writeNowOrQueue<&Side::onWritten, Side>(
+      asStream(to.tcp), &to, makeWrite(std::string(), std::move(block), data, len, std::string()));
+  if (outcome == WriteOutcome::kFailed) {
     finish(to.name);
     return;
   }
-  if (uv_stream_get_write_queue_size(asStream(to.tcp)) > kHighWater) {
+  if (outcome == WriteOutcome::kQueued &&
+      uv_stream_get_write_queue_size(asStream(to.tcp)) > kHighWater) {
     from.throttled = true;
     stopReading(from);
   }
