@@ -63,64 +63,6 @@ struct EstablishedWrite {
   void onDone(int, size_t) { delete this; }
 };
 
-std::string trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) {
-    s.remove_prefix(1);
-  }
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) {
-    s.remove_suffix(1);
-  }
-  return std::string(s);
-}
-
-// Parses "METHOD SP target SP HTTP/1.x" and the fields. False with *why.
-bool parseInnerHead(std::string_view text, RequestHead* head, std::string* why) {
-  size_t eol = text.find("\r\n");
-  std::string_view line = text.substr(0, eol);
-  size_t sp1 = line.find(' ');
-  size_t sp2 = line.rfind(' ');
-  if (sp1 == std::string_view::npos || sp2 == sp1) {
-    *why = "malformed request line";
-    return false;
-  }
-  head->method = std::string(line.substr(0, sp1));
-  head->target = std::string(line.substr(sp1 + 1, sp2 - sp1 - 1));
-  std::string_view version = line.substr(sp2 + 1);
-  if (!isToken(head->method) || head->target.empty() ||
-      head->target.find_first_of(" \t") != std::string::npos) {
-    *why = "malformed request line";
-    return false;
-  }
-  if (version == "HTTP/1.1") {
-    head->http_minor = 1;
-  } else if (version == "HTTP/1.0") {
-    head->http_minor = 0;
-  } else {
-    *why = "unsupported version";
-    return false;
-  }
-  head->http_major = 1;
-  size_t pos = eol == std::string_view::npos ? text.size() : eol + 2;
-  while (pos < text.size()) {
-    size_t end = text.find("\r\n", pos);
-    if (end == std::string_view::npos) {
-      end = text.size();
-    }
-    std::string_view field = text.substr(pos, end - pos);
-    pos = end + 2;
-    if (field.empty()) {
-      break;
-    }
-    size_t colon = field.find(':');
-    if (colon == std::string_view::npos || colon == 0 || !isToken(field.substr(0, colon))) {
-      *why = "malformed header field";
-      return false;
-    }
-    head->headers.add(std::string(field.substr(0, colon)), trim(field.substr(colon + 1)));
-  }
-  return true;
-}
-
 }  // namespace
 
 bool checkInterceptCa(const rules::Config& config, std::string* error) {
@@ -156,7 +98,8 @@ InterceptSession::InterceptSession(Params&& p)
       target_(std::move(p.target)),
       connect_record_(std::move(p.record)),
       start_ms_(p.start_ms),
-      via_token_(std::move(p.via_token)) {}
+      via_token_(std::move(p.via_token)),
+      reader_(config_->config().limits.max_header_bytes) {}
 
 void InterceptSession::begin() {
   rt_->addSession(this);
@@ -194,6 +137,10 @@ void InterceptSession::begin() {
   if (certs::canonicalLeafHost(target_.host, &canonical, &is_ip, &error)) {
     options.leaf = ca_->leaves.get(canonical);
   }
+  uv_timer_init(rt_->loop(), &timer_);
+  timer_.data = this;
+  timer_open_ = true;
+  armTimer(TimerMode::kFirstHead);
   uv_tcp_t* tcp = client_;
   client_ = nullptr;
   tls_ = TlsStream::create(tcp, std::move(options), this);
@@ -251,7 +198,7 @@ void InterceptSession::onMinted(std::shared_ptr<const certs::CertificateAuthorit
                                 const std::string& error) {
   minting_ = false;
   if (done_) {
-    delete this;  // finish() ran meanwhile and left the deletion to us
+    maybeDelete();  // finish() ran meanwhile and left the deletion to us
     return;
   }
   std::string why = error;
@@ -274,6 +221,15 @@ void InterceptSession::onTlsHandshake(TlsStream*) {}
 void InterceptSession::onTlsData(TlsStream*, const BufferRef&, const char* data, size_t len) {
   connect_record_.bytes_in += len;
   input_.append(data, len);
+  if (fetch_ != nullptr) {
+    // A request pipelined behind the one in flight waits here, but not
+    // without bound: past one head's worth, the client is not read.
+    if (!input_paused_ && input_.size() > config_->config().limits.max_header_bytes) {
+      input_paused_ = true;
+      tls_->pauseReading();
+    }
+    return;
+  }
   processInput();
 }
 
@@ -301,17 +257,62 @@ void InterceptSession::abort() {
   finish(/*reset=*/true);
 }
 
-// Parses the next complete inner head, if any. One request at a time: a
-// pipelined one waits in input_ until the current one is answered.
+// Parses the next complete inner head, if any, with llhttp. One request at
+// a time: a pipelined one waits in input_ until the current one is answered.
 void InterceptSession::processInput() {
   if (done_ || fetch_ != nullptr) {
     return;
   }
-  size_t limit = config_->config().limits.max_header_bytes;
-  size_t end = input_.find("\r\n\r\n");
-  if (end == std::string::npos && input_.size() <= limit) {
-    return;  // more is needed
+  if (input_paused_) {
+    input_paused_ = false;
+    tls_->resumeReading();
   }
+  if (input_.empty()) {
+    return;
+  }
+  RequestHeadReader::Result result = reader_.feed(input_.data(), input_.size());
+  switch (result.kind) {
+    case RequestHeadReader::Result::Kind::kNeedMore:
+      input_.clear();  // the reader keeps what it needs of a partial head
+      if (reader_.started() && timer_mode_ == TimerMode::kIdle) {
+        armTimer(TimerMode::kHead);
+      }
+      return;
+    case RequestHeadReader::Result::Kind::kError: {
+      beginInnerRecord();
+      inner_record_.bytes_in = reader_.headBytes();
+      ProxyError e;
+      e.status = result.status;
+      e.reason = reasonPhrase(result.status);
+      e.kind = ProxyErrorKind::kHttpRequestError;
+      e.details = "intercepted request: " + result.error;
+      answerError(e, false);
+      return;
+    }
+    case RequestHeadReader::Result::Kind::kHead:
+      break;
+  }
+  input_.erase(0, result.consumed);
+  beginInnerRecord();
+  inner_record_.bytes_in = reader_.headBytes();
+  RequestHead head = reader_.takeHead();
+  bool keep = reader_.keepAlive();
+  reader_.reset();
+  armTimer(TimerMode::kNone);  // the fetch has timeouts of its own
+  if (head.http_major != 1) {
+    ProxyError e;
+    e.status = 505;
+    e.reason = reasonPhrase(505);
+    e.kind = ProxyErrorKind::kHttpRequestError;
+    e.details = "intercepted request: HTTP/" + std::to_string(head.http_major) + "." +
+                std::to_string(head.http_minor) + " is not HTTP/1.x";
+    answerError(e, false);
+    return;
+  }
+  dispatchInner(std::move(head), keep);
+}
+
+void InterceptSession::beginInnerRecord() {
   inner_start_ms_ = uv_now(rt_->loop());
   inner_record_ = DecisionRecord();
   inner_record_.conn = connect_record_.conn;
@@ -322,41 +323,6 @@ void InterceptSession::processInput() {
   inner_record_.port = target_.port;
   inner_head_request_ = false;
   inner_http11_ = true;
-  if (end == std::string::npos || end + 4 > limit) {
-    ProxyError e;
-    e.status = 431;
-    e.reason = "Request Header Fields Too Large";
-    e.kind = ProxyErrorKind::kHttpRequestError;
-    e.details = "the inner request head exceeds limits.max_header_bytes (" + std::to_string(limit) +
-                " bytes)";
-    inner_record_.bytes_in = input_.size();
-    answerError(e, false);
-    return;
-  }
-  std::string text = input_.substr(0, end + 2);
-  input_.erase(0, end + 4);
-  inner_record_.bytes_in = end + 4;
-  RequestHead head;
-  std::string why;
-  if (!parseInnerHead(text, &head, &why)) {
-    ProxyError e;
-    e.status = 400;
-    e.reason = "Bad Request";
-    e.kind = ProxyErrorKind::kHttpRequestError;
-    e.details = "intercepted request: " + why;
-    answerError(e, false);
-    return;
-  }
-  bool keep = true;
-  if (const std::string* c = head.headers.find("Connection")) {
-    keep = !equalsIgnoreCase(*c, "close");
-    if (head.http_minor == 0) {
-      keep = equalsIgnoreCase(*c, "keep-alive");
-    }
-  } else if (head.http_minor == 0) {
-    keep = false;
-  }
-  dispatchInner(std::move(head), keep);
 }
 
 void InterceptSession::dispatchInner(RequestHead head, bool keep_alive) {
@@ -495,6 +461,7 @@ void InterceptSession::onMirrorBody(const BufferRef&, const char* data, size_t l
   if (!fetch_paused_ && tls_->writeQueueSize() > kHighWater) {
     fetch_paused_ = true;
     fetch_->pause();
+    armTimer(TimerMode::kStalled);
   }
 }
 
@@ -503,6 +470,7 @@ void InterceptSession::onTlsWritten(int) {
       tls_->writeQueueSize() <= kLowWater) {
     fetch_paused_ = false;
     fetch_->resume();
+    armTimer(TimerMode::kNone);
   }
 }
 
@@ -541,6 +509,8 @@ void InterceptSession::finishInner(bool keep) {
     finish(/*reset=*/false);
     return;
   }
+  fetch_paused_ = false;
+  armTimer(TimerMode::kIdle);
   processInput();
 }
 
@@ -573,9 +543,67 @@ void InterceptSession::finish(bool reset) {
   rt_->writeDecision(connect_record_);
   rt_->removeClientConnection(client_ip_);
   rt_->removeSession(this);
-  if (!minting_) {
+  if (timer_open_) {
+    uv_close(asHandle(&timer_), [](uv_handle_t* handle) {
+      auto* self = static_cast<InterceptSession*>(handle->data);
+      self->timer_open_ = false;
+      self->maybeDelete();
+    });
+    return;
+  }
+  maybeDelete();
+}
+
+void InterceptSession::maybeDelete() {
+  if (done_ && !minting_ && !timer_open_) {
     delete this;
   }
+}
+
+void InterceptSession::armTimer(TimerMode mode) {
+  timer_mode_ = mode;
+  const rules::LimitsConfig& limits = config_->config().limits;
+  std::chrono::milliseconds ms{0};
+  switch (mode) {
+    case TimerMode::kNone:
+      uv_timer_stop(&timer_);
+      return;
+    case TimerMode::kFirstHead:
+    case TimerMode::kHead:
+      ms = limits.header_timeout;
+      break;
+    case TimerMode::kIdle:
+    case TimerMode::kStalled:
+      ms = limits.idle_timeout;
+      break;
+  }
+  startTimer<&InterceptSession::onTimer, InterceptSession>(&timer_,
+                                                           static_cast<uint64_t>(ms.count()));
+}
+
+// The client side's deadlines (SECURITY.md): a client that never finishes
+// its TLS handshake or its head, idles between requests, or stops reading
+// our answer does not hold the session (and its descriptors) for good.
+void InterceptSession::onTimer() {
+  if (done_) {
+    return;
+  }
+  TimerMode mode = timer_mode_;
+  timer_mode_ = TimerMode::kNone;
+  connect_record_.closed_by = "proxy";
+  if ((mode == TimerMode::kFirstHead || mode == TimerMode::kHead) && reader_.started() &&
+      fetch_ == nullptr) {
+    beginInnerRecord();
+    inner_record_.bytes_in = reader_.headBytes();
+    ProxyError e;
+    e.status = 408;
+    e.reason = "Request Timeout";
+    e.kind = ProxyErrorKind::kHttpRequestError;
+    e.details = "the intercepted request head did not arrive within limits.header_timeout";
+    answerError(e, false);
+    return;
+  }
+  finish(/*reset=*/mode != TimerMode::kIdle);
 }
 
 }  // namespace switchyard

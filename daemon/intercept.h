@@ -26,6 +26,7 @@
 #include "daemon/http_message.h"
 #include "daemon/intercept_check.h"
 #include "daemon/mirror_fetch.h"
+#include "daemon/request_head_reader.h"
 #include "daemon/runtime.h"
 #include "daemon/tls_stream.h"
 #include "rules/config.h"
@@ -86,8 +87,21 @@ class InterceptSession : public Session, public TlsStream::Handler, public Respo
   void onEstablishedWritten(int status, size_t bytes);
   void onMinted(std::shared_ptr<const certs::CertificateAuthority::Leaf> leaf,
                 const std::string& error);
+  // What the session's one timer is waiting for.
+  enum class TimerMode {
+    kNone,
+    kFirstHead,  // TLS handshake and the first inner head: limits.header_timeout
+    kIdle,       // between inner requests: limits.idle_timeout
+    kHead,       // the rest of a head that has begun: limits.header_timeout
+    kStalled,    // the client stopped reading our answer: limits.idle_timeout
+  };
+
   void processInput();
+  void beginInnerRecord();
   void dispatchInner(RequestHead head, bool keep_alive);
+  void armTimer(TimerMode mode);
+  void onTimer();
+  void maybeDelete();
   void answerError(const ProxyError& error, bool keep);
   void finishInner(bool keep);
   void onTlsWritten(int status);
@@ -106,7 +120,12 @@ class InterceptSession : public Session, public TlsStream::Handler, public Respo
   TlsStream* tls_ = nullptr;
   ResponseSource* fetch_ = nullptr;  // the inner request in flight, if any
   std::string input_;                // plaintext not yet parsed
-  DecisionRecord inner_record_;      // the inner request in flight
+  RequestHeadReader reader_;         // the inner head being read
+  uv_timer_t timer_{};               // data points here; see TimerMode
+  TimerMode timer_mode_ = TimerMode::kNone;
+  bool timer_open_ = false;      // uv_timer_init ran; closed by finish()
+  bool input_paused_ = false;    // TLS reads stopped: input_ is full
+  DecisionRecord inner_record_;  // the inner request in flight
   uint64_t inner_start_ms_ = 0;
   bool inner_head_request_ = false;
   bool inner_keep_ = false;
@@ -116,6 +135,7 @@ class InterceptSession : public Session, public TlsStream::Handler, public Respo
   bool draining_ = false;
   bool minting_ = false;  // a mint job refers to `this`
   bool done_ = false;     // finish() ran; deleted when no mint job is left
+                          // and the timer is closed
 };
 
 }  // namespace switchyard

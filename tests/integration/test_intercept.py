@@ -250,6 +250,144 @@ class InterceptTest(unittest.TestCase):
         self.assertIn("403", r.stdout)
 
 
+class InterceptClientSideTest(unittest.TestCase):
+    """The client side of an intercepted tunnel: inner heads are read by
+    llhttp with the same strictness as the proxy's own door, and a client
+    that stalls is cut off by limits.header_timeout / idle_timeout."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory(prefix="sy-intercept-limits-")
+        cls.ca_dir = os.path.join(cls.tmp.name, "ca")
+        subprocess.run([BIN, "ca", "init", "--dir", cls.ca_dir], check=True, capture_output=True)
+        cls.ca_crt = os.path.join(cls.ca_dir, "ca.crt")
+        mdir = os.path.join(cls.tmp.name, "mirror")
+        os.makedirs(mdir)
+        cls.mirror_cert = make_cert(mdir, names=("mirror.test",))
+        cls.mirror = Origin(tls_cert=cls.mirror_cert)
+        config = proxy_config(
+            "tls: { ca_dir: \"%s\", upstream_ca_file: \"%s\" }\n"
+            "resolve: { mirror.test: \"127.0.0.1\" }\n"
+            "rules:\n"
+            "  - name: goproxy\n"
+            "    match: { hosts: \"proxy.golang.org\" }\n"
+            "    action: mirror\n"
+            "    mirrors: \"https://mirror.test:%d\"\n"
+            "    intercept: true\n" % (cls.ca_dir, cls.mirror_cert[0], cls.mirror.port),
+            limits={"header_timeout": "1s", "idle_timeout": "2s"})
+        cls.d = Daemon(config=config)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.d.stop()
+        cls.mirror.close()
+        cls.tmp.cleanup()
+
+    def connect(self):
+        s = socket.create_connection(("127.0.0.1", self.d.port), timeout=10)
+        self.client = "127.0.0.1:%d" % s.getsockname()[1]
+        s.sendall(b"CONNECT proxy.golang.org:443 HTTP/1.1\r\nHost: proxy.golang.org:443\r\n\r\n")
+        head = recv_until(s, b"\r\n\r\n")
+        self.assertTrue(head.startswith(b"HTTP/1.1 200"), head)
+        return s
+
+    def tls(self):
+        ctx = ssl.create_default_context(cafile=self.ca_crt)
+        return ctx.wrap_socket(self.connect(), server_hostname="proxy.golang.org")
+
+    def connect_record(self):
+        """The CONNECT line of the last connect()'s tunnel."""
+        client = self.client
+        return self.d.wait_for_decision(
+            lambda r: r.get("method") == "CONNECT" and r.get("client") == client)[0]
+
+    def read_all(self, s):
+        data = b""
+        while True:
+            try:
+                chunk = s.recv(65536)
+            except (ConnectionResetError, ssl.SSLError):
+                break
+            if not chunk:
+                break
+            data += chunk
+        return data
+
+    def test_malformed_inner_heads_are_refused_and_closed(self):
+        table = [
+            # (request bytes, status) — RFC 9112 / 9110 as the proxy's own door reads them
+            (b"GET / HTTP/1.1\nHost: proxy.golang.org\n\n", 400),             # bare LF
+            (b"GET / HTTP/1.1\r\nHost : proxy.golang.org\r\n\r\n", 400),     # space before colon
+            (b"GET / HTTP/1.1\r\nHost: proxy.golang.org\r\nX: a\x00b\r\n\r\n", 400),  # NUL
+            (b"GET / HTTP/1.1\r\nHost: proxy.golang.org\r\nX: a\rb\r\n\r\n", 400),  # bare CR
+            (b"GET / HTTP/1.x\r\nHost: proxy.golang.org\r\n\r\n", 400),        # version
+            (b"GET / HTTP/2.0\r\nHost: proxy.golang.org\r\n\r\n", 505),
+            (b"GET\t/ HTTP/1.1\r\nHost: proxy.golang.org\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\nHost: proxy.golang.org\r\nContent-Length: 1\r\n"
+             b"Content-Length: 2\r\n\r\n", 400),                                  # duplicate CL
+            (b"GET / HTTP/1.1\r\nHost: proxy.golang.org\r\nTransfer-Encoding: chunked\r\n"
+             b"Content-Length: 3\r\n\r\n", 400),                                  # TE + CL
+            (b"GET / HTTP/1.1\r\n" + b"".join(b"X%d: 1\r\n" % i for i in range(300))
+             + b"Host: proxy.golang.org\r\n\r\n", 431),                          # field count
+            (b"GET / HTTP/1.1\r\nHost: proxy.golang.org\r\nX: " + b"a" * 70000
+             + b"\r\n\r\n", 431),                                                  # head size
+        ]
+        before = len(self.mirror.requests)
+        for raw, status in table:
+            with self.subTest(raw=raw[:60]):
+                t = self.tls()
+                try:
+                    t.sendall(raw)
+                    answer = self.read_all(t)  # the session closes after answering
+                finally:
+                    t.close()
+                self.assertTrue(answer.startswith(b"HTTP/1.1 %d " % status), answer[:200])
+                self.assertIn(b"Proxy-Status: ", answer)
+                client = self.client
+                rec = self.d.wait_for_decision(
+                    lambda r: r.get("client") == client and r.get("method") != "CONNECT")[0]
+                self.assertEqual(rec["status"], status)
+                self.assertEqual(self.connect_record()["closed_by"], "proxy")
+        self.assertEqual(len(self.mirror.requests), before)  # none reached the mirror
+
+    def test_client_silent_after_connect_is_cut_off(self):
+        s = self.connect()
+        try:
+            self.assertEqual(self.read_all(s), b"")  # no ClientHello: closed, no answer
+        finally:
+            s.close()
+        rec = self.connect_record()
+        self.assertEqual(rec["closed_by"], "proxy")
+        self.assertGreaterEqual(rec["duration_ms"], 1000)  # limits.header_timeout
+
+    def test_half_sent_inner_head_gets_408(self):
+        t = self.tls()
+        try:
+            t.sendall(b"GET /slow HTTP/1.1\r\nHost: proxy.g")
+            answer = self.read_all(t)
+        finally:
+            t.close()
+        self.assertTrue(answer.startswith(b"HTTP/1.1 408 "), answer[:200])
+        client = self.client
+        rec = self.d.wait_for_decision(
+            lambda r: r.get("client") == client and r.get("status") == 408)[0]
+        self.assertEqual(rec["closed_by"], "proxy")
+        self.assertEqual(self.connect_record()["closed_by"], "proxy")
+
+    def test_idle_client_between_requests_is_closed(self):
+        t = self.tls()
+        try:
+            t.sendall(b"GET /idle HTTP/1.1\r\nHost: proxy.golang.org\r\n\r\n")
+            answer = self.read_all(t)  # answered, then closed after idle_timeout
+        finally:
+            t.close()
+        self.assertTrue(answer.startswith(b"HTTP/1.1 200 "), answer[:200])
+        self.assertIn(b"hello /idle", answer)
+        rec = self.connect_record()
+        self.assertEqual(rec["closed_by"], "proxy")
+        self.assertGreaterEqual(rec["duration_ms"], 2000)  # limits.idle_timeout
+
+
 class InterceptStartupTest(unittest.TestCase):
     def test_unloadable_ca_stops_the_daemon(self):
         with tempfile.TemporaryDirectory(prefix="sy-empty-ca-") as empty:
