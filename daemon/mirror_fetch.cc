@@ -71,7 +71,7 @@ std::string maskList(std::string_view list) {
   while (start <= list.size()) {
     size_t sep = list.find_first_of(",|", start);
     size_t end = sep == std::string_view::npos ? list.size() : sep;
-    out += detail::maskUrl(list.substr(start, end - start));
+    out += rules::maskUrlCredentials(std::string(list.substr(start, end - start)));
     if (sep == std::string_view::npos) {
       break;
     }
@@ -92,12 +92,13 @@ bool parseMirrorBase(std::string_view url, MirrorBase* out, std::string* error) 
   *out = MirrorBase();
   size_t sep = url.find("://");
   if (sep == std::string_view::npos || sep == 0) {
-    *error = "mirror URL " + maskUrl(url) + " has no scheme";
+    *error = "mirror URL " + rules::maskUrlCredentials(std::string(url)) + " has no scheme";
     return false;
   }
   out->scheme = toLower(url.substr(0, sep));
   if (out->scheme != "http" && out->scheme != "https") {
-    *error = out->scheme + ":// mirrors are not supported (only http and https): " + maskUrl(url);
+    *error = out->scheme + ":// mirrors are not supported (only http and https): " +
+             rules::maskUrlCredentials(std::string(url));
     return false;
   }
   std::string_view rest = url.substr(sep + 3);
@@ -116,7 +117,7 @@ bool parseMirrorBase(std::string_view url, MirrorBase* out, std::string* error) 
   AbsoluteUrl parsed;
   std::string why;
   if (!parseAbsoluteUrl(url, &parsed, &why)) {
-    *error = "mirror URL " + maskUrl(url) + ": " + why;
+    *error = "mirror URL " + rules::maskUrlCredentials(std::string(url)) + ": " + why;
     return false;
   }
   out->authority = parsed.authority;
@@ -139,24 +140,6 @@ std::string joinMirrorPath(std::string_view base_path, std::string_view original
   }
   out.append(original);
   return out;
-}
-
-std::string maskUrl(std::string_view url) {
-  size_t sep = url.find("://");
-  size_t start = sep == std::string_view::npos ? 0 : sep + 3;
-  size_t end = url.find_first_of("/?#", start);
-  std::string_view authority =
-      url.substr(start, end == std::string_view::npos ? std::string_view::npos : end - start);
-  size_t at = authority.rfind('@');
-  if (at == std::string_view::npos) {
-    return std::string(url);
-  }
-  std::string_view userinfo = authority.substr(0, at);
-  size_t colon = userinfo.find(':');
-  std::string masked = colon == std::string_view::npos
-                           ? std::string("***")
-                           : std::string(userinfo.substr(0, colon)) + ":***";
-  return std::string(url.substr(0, start)) + masked + std::string(url.substr(start + at));
 }
 
 }  // namespace detail
@@ -295,7 +278,7 @@ bool MirrorFetch::prepareTarget(const GoproxyEntry& entry, AttemptOutcome* failu
     target_.scheme = url.scheme;
     target_.authority = url.authority;
     target_.path = url.path.empty() ? "/" : url.path;
-    target_.url = detail::maskUrl(url.str());
+    target_.url = rules::maskUrlCredentials(url.str());
     target_.entry = "direct";
     if (!params_.direct_allowed) {
       target_.url = "direct";
@@ -307,7 +290,7 @@ bool MirrorFetch::prepareTarget(const GoproxyEntry& entry, AttemptOutcome* failu
   } else {
     detail::MirrorBase base;
     if (!detail::parseMirrorBase(entry.url, &base, error)) {
-      target_.url = detail::maskUrl(entry.url);
+      target_.url = rules::maskUrlCredentials(entry.url);
       *error_type = "proxy_configuration_error";
       return false;
     }
@@ -317,8 +300,8 @@ bool MirrorFetch::prepareTarget(const GoproxyEntry& entry, AttemptOutcome* failu
     if (base.has_credentials) {
       target_.credentials = base.user + ":" + base.password;
     }
-    target_.entry = detail::maskUrl(entry.url);
-    target_.url = detail::maskUrl(
+    target_.entry = rules::maskUrlCredentials(entry.url);
+    target_.url = rules::maskUrlCredentials(
         target_.scheme + "://" + (base.has_credentials ? base.userinfo + "@" : std::string()) +
         target_.authority.hostHeader(defaultPort(target_.scheme)) + target_.path);
   }
@@ -940,7 +923,7 @@ void MirrorFetch::rebuildRecords() {
       ++note;
     } else {
       record.url = attempt.entry->kind == GoproxyEntry::Kind::kUrl
-                       ? detail::maskUrl(attempt.entry->url)
+                       ? rules::maskUrlCredentials(attempt.entry->url)
                        : attempt.entry->url;
       type = rules::isNotFoundClass(attempt.outcome) ? "destination_not_found"
                                                      : "proxy_configuration_error";
@@ -999,7 +982,7 @@ MirrorFailure MirrorFetch::buildFailure() const {
   // No blank line: the go command shows an error body only up to the first
   // one, and the attempts are what its user needs to see.
   std::string body = std::to_string(failure.status) + " " + failure.reason + "\n";
-  body += params_.method + " " + detail::maskUrl(params_.url.str()) + " was tried on " +
+  body += params_.method + " " + rules::maskUrlCredentials(params_.url.str()) + " was tried on " +
           std::to_string(records_.size()) + (records_.size() == 1 ? " entry" : " entries") +
           " of the mirror list \"" + maskList(params_.list.text) + "\":\n";
   for (size_t i = 0; i < records_.size(); ++i) {

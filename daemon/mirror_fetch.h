@@ -258,9 +258,5 @@ bool parseMirrorBase(std::string_view url, MirrorBase* out, std::string* error);
 // ("/api/go/", "/x/@v/list") -> "/api/go/x/@v/list"; ("", "/") -> "/".
 std::string joinMirrorPath(std::string_view base_path, std::string_view original);
 
-// "https://user:***@host/p" and "https://***@host/p": no credential of a
-// URL ever reaches a log line or an error body.
-std::string maskUrl(std::string_view url);
-
 }  // namespace detail
 }  // namespace switchyard

@@ -185,16 +185,20 @@ void addModuleFacts(RequestFacts* facts, const ConfigSnapshot& snapshot) {
 namespace switchyard::rules {
 
 std::string maskUrlCredentials(const std::string& url) {
-  size_t scheme_end = url.find("://");
-  size_t start = scheme_end == std::string::npos ? 0 : scheme_end + 3;
-  size_t at = url.find('@', start);
-  size_t slash = url.find('/', start);
-  if (at == std::string::npos || (slash != std::string::npos && at > slash)) {
+  size_t sep = url.find("://");
+  size_t start = sep == std::string::npos ? 0 : sep + 3;
+  // The authority ends at the path, query or fragment; an '@' after that is
+  // data, and the last '@' inside it ends the userinfo.
+  size_t end = url.find_first_of("/?#", start);
+  size_t at = url.rfind('@', end == std::string::npos ? std::string::npos : end - 1);
+  if (at == std::string::npos || at < start || (end != std::string::npos && at > end)) {
     return url;
   }
   size_t colon = url.find(':', start);
+  // "user:password@": the user stays readable. A lone "token@" (the form of
+  // many API tokens) is all secret.
   if (colon == std::string::npos || colon > at) {
-    return url;
+    return url.substr(0, start) + "***" + url.substr(at);
   }
   return url.substr(0, colon + 1) + "***" + url.substr(at);
 }

@@ -94,7 +94,8 @@ Decision decide(const RequestFacts& facts, const ConfigSnapshot& snapshot);
 // requests (kModuleProxy) and facts that already name a module alone.
 void addModuleFacts(RequestFacts* facts, const ConfigSnapshot& snapshot);
 
-// Masks credentials in a URL: "http://user:pass@h:1" -> "http://user:***@h:1".
+// Masks credentials in a URL: "http://user:pass@h:1" -> "http://user:***@h:1",
+// "http://token@h" -> "http://***@h". No credential reaches a log or a page.
 std::string maskUrlCredentials(const std::string& url);
 
 }  // namespace switchyard::rules

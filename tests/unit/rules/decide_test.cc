@@ -271,7 +271,14 @@ TEST(Decide, BadMirrorListIsABuildError) {
 
 TEST(MaskUrlCredentials, Table) {
   EXPECT_EQ(maskUrlCredentials("http://u:p@h:1/x"), "http://u:***@h:1/x");
-  EXPECT_EQ(maskUrlCredentials("http://u@h:1"), "http://u@h:1");
+  EXPECT_EQ(maskUrlCredentials("http://u@h:1"), "http://***@h:1");
+  EXPECT_EQ(maskUrlCredentials("https://token@h/x"), "https://***@h/x");
+  EXPECT_EQ(maskUrlCredentials("https://a:b@c@h:1/p"), "https://a:***@h:1/p");
+  EXPECT_EQ(maskUrlCredentials("https://h/x?u=a:b@c"), "https://h/x?u=a:b@c");
+  EXPECT_EQ(maskUrlCredentials("https://h#a:b@c"), "https://h#a:b@c");
+  EXPECT_EQ(maskUrlCredentials("https://h"), "https://h");
+  EXPECT_EQ(maskUrlCredentials("direct"), "direct");
+  EXPECT_EQ(maskUrlCredentials("h:1"), "h:1");
   EXPECT_EQ(maskUrlCredentials("http://h:1/a@b"), "http://h:1/a@b");
   EXPECT_EQ(maskUrlCredentials("u:p@h"), "u:***@h");
 }
