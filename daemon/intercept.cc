@@ -63,6 +63,17 @@ struct EstablishedWrite {
   void onDone(int, size_t) { delete this; }
 };
 
+// A refusal of an inner request the client got wrong (kind
+// http_request_error), with the standard reason phrase.
+ProxyError innerRequestError(int status, std::string details) {
+  ProxyError e;
+  e.status = status;
+  e.reason = reasonPhrase(status);
+  e.kind = ProxyErrorKind::kHttpRequestError;
+  e.details = std::move(details);
+  return e;
+}
+
 }  // namespace
 
 bool checkInterceptCa(const rules::Config& config, std::string* error) {
@@ -281,12 +292,7 @@ void InterceptSession::processInput() {
     case RequestHeadReader::Result::Kind::kError: {
       beginInnerRecord();
       inner_record_.bytes_in = reader_.headBytes();
-      ProxyError e;
-      e.status = result.status;
-      e.reason = reasonPhrase(result.status);
-      e.kind = ProxyErrorKind::kHttpRequestError;
-      e.details = "intercepted request: " + result.error;
-      answerError(e, false);
+      answerError(innerRequestError(result.status, "intercepted request: " + result.error), false);
       return;
     }
     case RequestHeadReader::Result::Kind::kHead:
@@ -300,13 +306,10 @@ void InterceptSession::processInput() {
   reader_.reset();
   armTimer(TimerMode::kNone);  // the fetch has timeouts of its own
   if (head.http_major != 1) {
-    ProxyError e;
-    e.status = 505;
-    e.reason = reasonPhrase(505);
-    e.kind = ProxyErrorKind::kHttpRequestError;
-    e.details = "intercepted request: HTTP/" + std::to_string(head.http_major) + "." +
-                std::to_string(head.http_minor) + " is not HTTP/1.x";
-    answerError(e, false);
+    answerError(
+        innerRequestError(505, "intercepted request: HTTP/" + std::to_string(head.http_major) +
+                                   "." + std::to_string(head.http_minor) + " is not HTTP/1.x"),
+        false);
     return;
   }
   dispatchInner(std::move(head), keep);
@@ -344,12 +347,8 @@ void InterceptSession::dispatchInner(RequestHead head, bool keep_alive) {
     return;
   }
   if (head.target.empty() || head.target.front() != '/') {
-    ProxyError e;
-    e.status = 400;
-    e.reason = "Bad Request";
-    e.kind = ProxyErrorKind::kHttpRequestError;
-    e.details = "an intercepted request needs an origin-form target";
-    answerError(e, false);
+    answerError(innerRequestError(400, "an intercepted request needs an origin-form target"),
+                false);
     return;
   }
   const std::string* host = head.headers.find("Host");
@@ -595,12 +594,10 @@ void InterceptSession::onTimer() {
       fetch_ == nullptr) {
     beginInnerRecord();
     inner_record_.bytes_in = reader_.headBytes();
-    ProxyError e;
-    e.status = 408;
-    e.reason = "Request Timeout";
-    e.kind = ProxyErrorKind::kHttpRequestError;
-    e.details = "the intercepted request head did not arrive within limits.header_timeout";
-    answerError(e, false);
+    answerError(
+        innerRequestError(
+            408, "the intercepted request head did not arrive within limits.header_timeout"),
+        false);
     return;
   }
   finish(/*reset=*/mode != TimerMode::kIdle);
