@@ -243,6 +243,17 @@ def make_cert(directory, names=("localhost", "127.0.0.1", "origin.test")):
     return cert, key
 
 
+def interception_setup(directory, mirror_names=("mirror.test",)):
+    """What an interception test needs: a CA made by `switchyard ca init` in
+    DIRECTORY/ca and a certificate for the mirror(s) in DIRECTORY/mirror.
+    Returns (ca_dir, ca_crt, mirror_cert)."""
+    ca_dir = os.path.join(directory, "ca")
+    subprocess.run([BIN, "ca", "init", "--dir", ca_dir], check=True, capture_output=True)
+    mdir = os.path.join(directory, "mirror")
+    os.makedirs(mdir)
+    return ca_dir, os.path.join(ca_dir, "ca.crt"), make_cert(mdir, names=tuple(mirror_names))
+
+
 def pattern_bytes(size, seed=b"switchyard"):
     """Deterministic bytes of `size`, produced in 1 MiB blocks (generator)."""
     block = hashlib.sha256(seed).digest() * (1 << 15)  # 1 MiB

@@ -7,24 +7,20 @@ import os
 import re
 import socket
 import ssl
-import subprocess
 import tempfile
 import threading
 import unittest
 
-from harness import BIN, Daemon, Origin, curl, make_cert, proxy_config, recv_until
+from harness import (Daemon, Origin, curl, interception_setup, make_cert, proxy_config,
+                     recv_until)
 
 
 class InterceptTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.tmp = tempfile.TemporaryDirectory(prefix="sy-intercept-")
-        cls.ca_dir = os.path.join(cls.tmp.name, "ca")
-        subprocess.run([BIN, "ca", "init", "--dir", cls.ca_dir], check=True, capture_output=True)
-        cls.ca_crt = os.path.join(cls.ca_dir, "ca.crt")
-        mdir = os.path.join(cls.tmp.name, "mirror")
-        os.makedirs(mdir)
-        cls.mirror_cert = make_cert(mdir, names=("mirror.test", "direct.test"))
+        cls.ca_dir, cls.ca_crt, cls.mirror_cert = interception_setup(
+            cls.tmp.name, ("mirror.test", "direct.test"))
         odir = os.path.join(cls.tmp.name, "plain")
         os.makedirs(odir)
         cls.plain_cert = make_cert(odir, names=("plain.test",))
@@ -258,12 +254,7 @@ class InterceptClientSideTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.tmp = tempfile.TemporaryDirectory(prefix="sy-intercept-limits-")
-        cls.ca_dir = os.path.join(cls.tmp.name, "ca")
-        subprocess.run([BIN, "ca", "init", "--dir", cls.ca_dir], check=True, capture_output=True)
-        cls.ca_crt = os.path.join(cls.ca_dir, "ca.crt")
-        mdir = os.path.join(cls.tmp.name, "mirror")
-        os.makedirs(mdir)
-        cls.mirror_cert = make_cert(mdir, names=("mirror.test",))
+        cls.ca_dir, cls.ca_crt, cls.mirror_cert = interception_setup(cls.tmp.name)
         cls.mirror = Origin(tls_cert=cls.mirror_cert)
         config = proxy_config(
             "tls: { ca_dir: \"%s\", upstream_ca_file: \"%s\" }\n"

@@ -4,24 +4,17 @@ original host — and a checksum lookup for a GONOSUMDB module is never
 forwarded. The answer is 404 (so the go command's own list goes on), the
 decision log says why, and the mirror's access log proves nothing reached it.
 Both doors: inside an intercepted tunnel and plain-http absolute-form."""
-import os
-import subprocess
 import tempfile
 import unittest
 
-from harness import BIN, Daemon, Origin, curl, make_cert, proxy_config
+from harness import Daemon, Origin, curl, interception_setup, proxy_config
 
 
 class LeakGuardTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.tmp = tempfile.TemporaryDirectory(prefix="sy-leak-")
-        cls.ca_dir = os.path.join(cls.tmp.name, "ca")
-        subprocess.run([BIN, "ca", "init", "--dir", cls.ca_dir], check=True, capture_output=True)
-        cls.ca_crt = os.path.join(cls.ca_dir, "ca.crt")
-        mdir = os.path.join(cls.tmp.name, "mirror")
-        os.makedirs(mdir)
-        cls.mirror_cert = make_cert(mdir, names=("mirror.test",))
+        cls.ca_dir, cls.ca_crt, cls.mirror_cert = interception_setup(cls.tmp.name)
         cls.mirror = Origin(tls_cert=cls.mirror_cert)
         cls.plain_mirror = Origin()
         config = proxy_config(
