@@ -107,25 +107,7 @@ log:
   format: json
   decisions: "$SY_DECISIONS"
 EOF
-  "$SY_BIN" check --config "$d/switchyard.yaml" >/dev/null
-  local extra_env=()
-  read -ra extra_env <<<"${SY_DAEMON_ENV:-}"
-  env ${extra_env[@]+"${extra_env[@]}"} taskset -c "$PROXY_CPU" "$SY_BIN" run \
-    --config "$d/switchyard.yaml" 2>"$d/stderr" &
-  SY_PID=$!
-  BENCH_PIDS+=("$SY_PID")
-  local i
-  SY_PORT=
-  for i in $(seq 1 100); do
-    SY_PORT=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$d/stderr" | head -1)
-    [ -n "$SY_PORT" ] && break
-    sleep 0.1
-  done
-  if [ -z "$SY_PORT" ]; then
-    echo "switchyard did not start:" >&2
-    cat "$d/stderr" >&2
-    return 1
-  fi
+  bench_launch_switchyard "$d"
 }
 
 # Decision-log lines so far, and those with cache=hit.

@@ -139,8 +139,19 @@ log:
   level: info
   decisions: $d/decisions.log
 EOF
+  bench_launch_switchyard "$d"
+}
+
+# Checks $1/switchyard.yaml, starts the daemon on CPU 0 with it (and the
+# words of $SY_DAEMON_ENV as environment), and sets SY_PID and SY_PORT once
+# it logs the address it listens on.
+bench_launch_switchyard() {
+  local d=$1
   "$SY_BIN" check --config "$d/switchyard.yaml" >/dev/null
-  taskset -c "$PROXY_CPU" "$SY_BIN" run --config "$d/switchyard.yaml" 2>"$d/stderr" &
+  local extra_env=()
+  read -ra extra_env <<<"${SY_DAEMON_ENV:-}"
+  env ${extra_env[@]+"${extra_env[@]}"} taskset -c "$PROXY_CPU" "$SY_BIN" run \
+    --config "$d/switchyard.yaml" 2>"$d/stderr" &
   SY_PID=$!
   BENCH_PIDS+=("$SY_PID")
   local i
