@@ -32,7 +32,8 @@ class DenyTest(unittest.TestCase):
         d = Daemon(config=config)
         try:
             cases = [
-                (b"CONNECT ad.doubleclick.test:443 HTTP/1.1\r\nHost: ad.doubleclick.test\r\n\r\n", "CONNECT"),
+                (b"CONNECT ad.doubleclick.test:443 HTTP/1.1\r\n"
+                 b"Host: ad.doubleclick.test\r\n\r\n", "CONNECT"),
                 (b"GET http://x.doubleclick.test/pixel HTTP/1.1\r\nHost: x\r\n\r\n", "GET"),
             ]
             for req, method in cases:
@@ -73,7 +74,8 @@ class PrivateDestinationTest(unittest.TestCase):
                        "    allow_private: true\n"))
             d = Daemon(config=config)
             try:
-                reply = raw_exchange(d.port, b"CONNECT inside.test:%d HTTP/1.1\r\nHost: inside.test\r\n\r\n"
+                reply = raw_exchange(d.port, b"CONNECT inside.test:%d HTTP/1.1\r\n"
+                                             b"Host: inside.test\r\n\r\n"
                                      % server.port)
                 self.assertTrue(reply.startswith(b"HTTP/1.1 403 "), reply)
                 self.assertIn(b"error=destination_ip_prohibited", reply)
