@@ -164,7 +164,9 @@ int AdminListener::Client::onUrl(llhttp_t* parser, const char* at, size_t len) {
 
 int AdminListener::Client::onHeaderField(llhttp_t* parser, const char* at, size_t len) {
   Client* self = from(parser);
-  if (!self->countHeadBytes(len + 4)) {  // + ": " and CRLF
+  // ": " and CRLF are counted once the field is complete, so that the
+  // count does not depend on how many reads the name spans.
+  if (!self->countHeadBytes(len)) {
     return HPE_USER;
   }
   self->field_.append(at, len);
@@ -182,6 +184,9 @@ int AdminListener::Client::onHeaderValue(llhttp_t* parser, const char* at, size_
 
 int AdminListener::Client::onHeaderValueComplete(llhttp_t* parser) {
   Client* self = from(parser);
+  if (!self->countHeadBytes(4)) {  // ": " and CRLF
+    return HPE_USER;
+  }
   // Only Host matters here; the other fields are counted and dropped.
   if (equalsIgnoreCase(self->field_, "Host")) {
     if (!self->host_.empty()) {

@@ -16,6 +16,8 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <optional>
+#include <string_view>
 
 #include "daemon/forward.h"
 #include "daemon/goproxy_door.h"
@@ -122,6 +124,14 @@ void Connection::onClientRead(ssize_t nread, BufferRef block) {
 }
 
 void Connection::feed(const char* data, size_t len) {
+  if (refused_ != Refused::kNone) {
+    // llhttp stopped in the request line; only the bytes that tell how to
+    // answer matter now.
+    keepRefusedBytes(data, len);
+    judgeRefusedLine();
+    return;
+  }
+  keepLineStart(data, len);
   parsing_ = true;
   llhttp_errno_t err = llhttp_execute(&parser_, data, len);
   parsing_ = false;
@@ -153,10 +163,136 @@ void Connection::feed(const char* data, size_t len) {
       dispatchConnect(std::move(leftover));
       return;
     }
+    case HPE_INVALID_METHOD:
+    case HPE_INVALID_VERSION:
+      refused_ = err == HPE_INVALID_METHOD ? Refused::kMethod : Refused::kVersion;
+      if (refused_ == Refused::kVersion) {
+        after_version_.assign(llhttp_get_error_pos(&parser_), end);
+      }
+      judgeRefusedLine();
+      return;
     default:
       respondParseError(err);
       return;
   }
+}
+
+// ---------------------------------------------------------------------------
+// A request line llhttp refused. llhttp knows a fixed list of methods and
+// the versions 0.9, 1.0, 1.1 and 2.0; RFC 9110 wants 501 for a method that
+// is a token we do not implement, 505 for a major version other than 1, and
+// a higher 1.x read as 1.1. llhttp stops at the first byte it does not
+// like, so what follows is judged from the bytes themselves, waiting for
+// as many as the answer needs (the header timer still runs).
+
+// The first bytes of the request, for a method llhttp refuses before
+// handing it over. llhttp skips CR and LF before a request; so does this.
+void Connection::keepLineStart(const char* data, size_t len) {
+  size_t room = kMaxMethodBytes + 1 - std::min(line_start_.size(), kMaxMethodBytes + 1);
+  if (head_complete_ || room == 0) {
+    return;
+  }
+  std::string_view bytes(data, len);
+  if (line_start_.empty()) {
+    size_t first = bytes.find_first_not_of("\r\n");
+    bytes.remove_prefix(first == std::string_view::npos ? bytes.size() : first);
+  }
+  line_start_.append(bytes.substr(0, room));
+}
+
+void Connection::keepRefusedBytes(const char* data, size_t len) {
+  if (refused_ == Refused::kMethod) {
+    keepLineStart(data, len);
+  } else if (after_version_.size() < 2) {
+    // All of it: if the version is read as 1.1, parsing goes on from here.
+    after_version_.append(data, len);
+  }
+}
+
+void Connection::judgeRefusedLine() {
+  if (refused_ == Refused::kMethod) {
+    judgeRefusedMethod();
+  } else {
+    judgeRefusedVersion();
+  }
+}
+
+// RFC 9110 9.1: a method is a token; one we do not implement gets 501,
+// anything else (a control byte, "G@T", a tab after the method) is 400.
+void Connection::judgeRefusedMethod() {
+  std::string_view line = line_start_;
+  size_t run = 0;
+  while (run < line.size() && isTchar(line[run])) {
+    ++run;
+  }
+  bool ended = run < line.size();
+  if (!ended && run <= kMaxMethodBytes) {
+    return;  // the method goes on: wait
+  }
+  if (run == 0 || (ended && line[run] != ' ')) {
+    respondParseError(HPE_INVALID_METHOD);
+    return;
+  }
+  request_.method = std::string(line.substr(0, std::min(run, kMaxMethodBytes)));
+  ProxyError e;
+  e.status = 501;
+  e.reason = "Not Implemented";
+  e.kind = ProxyErrorKind::kHttpRequestError;
+  e.details = "the method " + request_.method + (run > kMaxMethodBytes ? "..." : "") +
+              " is not implemented";
+  respondError(std::move(e), newRecord());
+}
+
+// RFC 9112 2.3: HTTP-version = "HTTP/" DIGIT "." DIGIT, then CRLF. When
+// llhttp refuses the digits as a pair it has read "HTTP/" and them
+// (version_), and stops right after them; it refuses a malformed version,
+// or what follows an accepted one, at the offending byte.
+void Connection::judgeRefusedVersion() {
+  constexpr std::string_view kCrlf = "\r\n";
+  bool digits = !version_accepted_ && version_.size() == 3 && version_[0] >= '0' &&
+                version_[0] <= '9' && version_[1] == '.' && version_[2] >= '0' &&
+                version_[2] <= '9';
+  std::string_view after = after_version_;
+  if (digits && after.size() < kCrlf.size() && kCrlf.starts_with(after)) {
+    return;  // the line may still end right here: wait
+  }
+  if (!digits || !after.starts_with(kCrlf)) {
+    respondParseError(HPE_INVALID_VERSION);
+    return;
+  }
+  if (version_[0] == '1') {
+    replayAsHttp11();  // RFC 9110 2.5: a higher minor version is read as 1.1
+    return;
+  }
+  ProxyError e;
+  e.status = 505;
+  e.reason = "HTTP Version Not Supported";
+  e.kind = ProxyErrorKind::kHttpRequestError;
+  e.details = "HTTP/" + version_ + " is not supported in an HTTP/1 request line; send HTTP/1.1";
+  request_.method = llhttp_method_name(static_cast<llhttp_method_t>(parser_.method));
+  respondError(std::move(e), newRecord());
+}
+
+// Parses the request again from the start with "HTTP/1.1" in place of the
+// version llhttp refused: the method and target it read, then the bytes
+// after the version.
+void Connection::replayAsHttp11() {
+  std::string input =
+      std::string(llhttp_method_name(static_cast<llhttp_method_t>(parser_.method))) + " " +
+      request_.target + " HTTP/1.1" + after_version_;
+  request_ = RequestHead();
+  field_.clear();
+  value_.clear();
+  version_.clear();
+  version_accepted_ = false;
+  line_start_.clear();
+  after_version_.clear();
+  head_bytes_ = 0;
+  target_bytes_ = 0;
+  refused_ = Refused::kNone;
+  llhttp_init(&parser_, HTTP_REQUEST, settings());
+  parser_.data = this;
+  feed(input.data(), input.size());
 }
 
 // ---------------------------------------------------------------------------
@@ -168,6 +304,8 @@ const llhttp_settings_t* Connection::settings() {
     llhttp_settings_init(&s);
     s.on_message_begin = &Connection::onMessageBegin;
     s.on_url = &Connection::onUrl;
+    s.on_version = &Connection::onVersion;
+    s.on_version_complete = &Connection::onVersionComplete;
     s.on_header_field = &Connection::onHeaderField;
     s.on_header_value = &Connection::onHeaderValue;
     s.on_header_value_complete = &Connection::onHeaderValueComplete;
@@ -204,12 +342,34 @@ bool Connection::countHeadBytes(size_t len) {
   return true;
 }
 
+// The target counts on its own (414) and as part of the head (431); it
+// comes first, so the head can only pass the limit during the target when
+// the target alone does.
 int Connection::onUrl(llhttp_t* parser, const char* at, size_t len) {
   Connection* self = from(parser);
+  self->target_bytes_ += len;
+  if (self->target_bytes_ > self->config_->config().limits.max_header_bytes) {
+    self->target_too_long_ = true;
+    return HPE_USER;
+  }
   if (!self->countHeadBytes(len)) {
     return HPE_USER;
   }
   self->request_.target.append(at, len);
+  return 0;
+}
+
+int Connection::onVersion(llhttp_t* parser, const char* at, size_t len) {
+  Connection* self = from(parser);
+  // "1.1": three bytes; a longer span is malformed anyway, and bounded here.
+  if (self->version_.size() + len <= 8) {
+    self->version_.append(at, len);
+  }
+  return 0;
+}
+
+int Connection::onVersionComplete(llhttp_t* parser) {
+  from(parser)->version_accepted_ = true;
   return 0;
 }
 
@@ -218,7 +378,10 @@ int Connection::onHeaderField(llhttp_t* parser, const char* at, size_t len) {
   if (self->head_complete_) {
     return 0;  // trailer fields of a chunked body: dropped
   }
-  if (!self->countHeadBytes(len + 4)) {  // + ": " and CRLF
+  // ": " and CRLF are counted once the field is complete: llhttp calls
+  // this once per read a name spans, and the count must not depend on how
+  // the head is cut into reads.
+  if (!self->countHeadBytes(len)) {
     return HPE_USER;
   }
   self->field_.append(at, len);
@@ -244,6 +407,9 @@ int Connection::onHeaderValueComplete(llhttp_t* parser) {
   }
   if (self->request_.headers.size() >= kMaxRequestFields) {
     self->too_many_fields_ = true;
+    return HPE_USER;
+  }
+  if (!self->countHeadBytes(4)) {  // ": " and CRLF
     return HPE_USER;
   }
   // llhttp accepts "Name :" (whitespace before the colon), which RFC 9112
@@ -325,6 +491,9 @@ void Connection::dispatchRequest() {
     respondError(std::move(e), std::move(record));
     return;
   }
+  if (refusedMalformedHead(&record)) {
+    return;
+  }
   // An origin-form request is one for us as a GOPROXY server: the go
   // command sends its .netrc credentials as Authorization, not
   // Proxy-Authorization.
@@ -353,6 +522,14 @@ void Connection::dispatchRequest() {
     respondError(badRequest("Bad request target", "request target: " + error), std::move(record));
     return;
   }
+  if (url.had_userinfo) {
+    // RFC 9110 4.2.4: credentials in a target are an error, not something
+    // to drop and go on with.
+    respondError(badRequest("Bad request target",
+                            "request target: userinfo (\"user@\") is not allowed in an http URL"),
+                 std::move(record));
+    return;
+  }
   record.host = url.authority.host;
   record.port = url.authority.port;
   if (url.scheme == "https") {
@@ -373,21 +550,6 @@ void Connection::dispatchRequest() {
         std::string(request_.headers.find("Upgrade") ? *request_.headers.find("Upgrade") : "") +
         ") are not forwarded for plain http; use CONNECT";
     respondError(std::move(e), std::move(record));
-    return;
-  }
-  if (const std::string* te = request_.headers.find("Transfer-Encoding");
-      te != nullptr &&
-      ((parser_.flags & F_CHUNKED) == 0 || request_.headers.count("Transfer-Encoding") > 1 ||
-       !equalsIgnoreCase(*te, "chunked"))) {
-    // RFC 9112 6.1: without chunked as the final coding the body length is
-    // unknown. Other codings would be lost when we re-frame the body.
-    respondError(badRequest("Bad Request",
-                            "Transfer-Encoding \"" + *te + "\" is not supported; only chunked is"),
-                 std::move(record));
-    return;
-  }
-  if (request_.headers.count("Host") > 1) {
-    respondError(badRequest("Bad Request", "more than one Host field"), std::move(record));
     return;
   }
 
@@ -510,6 +672,9 @@ void Connection::dispatchConnect(std::string leftover) {
     respondError(std::move(e), std::move(record));
     return;
   }
+  if (refusedMalformedHead(&record)) {
+    return;
+  }
   if (!authenticated(AuthKind::kProxy, &record, &leftover)) {
     return;
   }
@@ -608,6 +773,26 @@ void Connection::dispatchConnect(std::string leftover) {
   close();
 }
 
+bool Connection::refusedMalformedHead(DecisionRecord* record) {
+  std::optional<HeadProblem> problem = checkRequestHead(request_, version_accepted_);
+  if (!problem && parser_.method != HTTP_CONNECT &&
+      request_.headers.count("Transfer-Encoding") > 0 && (parser_.flags & F_CHUNKED) == 0) {
+    // checkRequestHead found chunked final, llhttp did not: never forward
+    // a body two parsers frame differently.
+    problem = HeadProblem{400, "Bad Request", "Transfer-Encoding not read as chunked"};
+  }
+  if (!problem) {
+    return false;
+  }
+  ProxyError e;
+  e.status = problem->status;
+  e.reason = std::move(problem->reason);
+  e.kind = ProxyErrorKind::kHttpRequestError;
+  e.details = std::move(problem->details);
+  respondError(std::move(e), std::move(*record));
+  return true;
+}
+
 // Runs before anything about the request is looked at beyond who sent it,
 // so that an unauthenticated client learns nothing of the rules. A
 // verification costs a scrypt (tens of milliseconds), so unless the
@@ -701,6 +886,16 @@ void Connection::respondError(ProxyError error, DecisionRecord record) {
 void Connection::respondParseError(llhttp_errno_t err) {
   DecisionRecord record = newRecord();
   const rules::LimitsConfig& limits = config_->config().limits;
+  if (target_too_long_) {
+    ProxyError e;
+    e.status = 414;
+    e.reason = "URI Too Long";
+    e.kind = ProxyErrorKind::kHttpRequestError;
+    e.details = "the request-target exceeds limits.max_header_bytes (" +
+                std::to_string(limits.max_header_bytes) + " bytes)";
+    respondError(std::move(e), std::move(record));
+    return;
+  }
   if (head_too_large_ || too_many_fields_) {
     ProxyError e;
     e.status = 431;
@@ -829,12 +1024,19 @@ void Connection::nextRequest() {
   value_.clear();
   field_error_.clear();
   head_bytes_ = 0;
+  target_bytes_ = 0;
+  version_.clear();
+  version_accepted_ = false;
+  refused_ = Refused::kNone;
+  line_start_.clear();
+  after_version_.clear();
   request_started_ = false;
   head_complete_ = false;
   request_complete_ = false;
   body_flowing_ = false;
   throttled_ = false;
   head_too_large_ = false;
+  target_too_long_ = false;
   too_many_fields_ = false;
   llhttp_resume(&parser_);
   armIdleTimer();

@@ -40,9 +40,14 @@ class Connection : public Session {
     kClosing,      // handles are closing; deleted in the last close callback
   };
 
-  // Named limits (request side). The byte limit is limits.max_header_bytes.
+  // Named limits (request side). The byte limit is limits.max_header_bytes,
+  // for the request-target alone (414 beyond it) and for the target and
+  // the header fields together (431).
   // More fields than any browser or tool sends; bounds the list we build.
   static constexpr size_t kMaxRequestFields = 256;
+  // Longer than any method llhttp knows (13 bytes at most): a
+  // method token this long gets 501 without waiting for its end.
+  static constexpr size_t kMaxMethodBytes = 32;
 
   // Takes an accepted, initialised socket (heap-allocated; `data` unused)
   // and starts reading from it. `allowed`: the peer passed allow_clients.
@@ -84,6 +89,17 @@ class Connection : public Session {
   // kept meanwhile; null for other requests).
   bool authenticated(AuthKind kind, DecisionRecord* record, std::string* leftover);
   void onAuthVerified(bool ok, AuthKind kind, std::string user, bool connect);
+  // llhttp refused the request line's method or version; the bytes decide
+  // between 400, 501, 505 and reading the request as HTTP/1.1.
+  void keepLineStart(const char* data, size_t len);
+  void keepRefusedBytes(const char* data, size_t len);
+  void judgeRefusedLine();
+  void judgeRefusedMethod();
+  void judgeRefusedVersion();
+  void replayAsHttp11();
+  // Answers a head llhttp accepted but RFC 9110 / 9112 do not (version,
+  // Host, target characters, Transfer-Encoding); true when it did.
+  bool refusedMalformedHead(DecisionRecord* record);
   void nextRequest();
   void onClientWritten(int status, size_t bytes);
   void onTimer();
@@ -95,6 +111,8 @@ class Connection : public Session {
   static Connection* from(llhttp_t* parser);
   static int onMessageBegin(llhttp_t* parser);
   static int onUrl(llhttp_t* parser, const char* at, size_t len);
+  static int onVersion(llhttp_t* parser, const char* at, size_t len);
+  static int onVersionComplete(llhttp_t* parser);
   static int onHeaderField(llhttp_t* parser, const char* at, size_t len);
   static int onHeaderValue(llhttp_t* parser, const char* at, size_t len);
   static int onHeaderValueComplete(llhttp_t* parser);
@@ -160,14 +178,24 @@ class Connection : public Session {
   bool parsing_ = false;                // inside llhttp_execute (hooks may run)
   bool next_request_deferred_ = false;  // start the next request once it returns
   bool head_too_large_ = false;         // the head passed max_header_bytes
+  bool target_too_long_ = false;        // the request-target passed max_header_bytes
   bool too_many_fields_ = false;        // the head passed kMaxRequestFields
   std::string field_error_;             // a bad field name or value, for the 400
 
   // The current request.
   RequestHead request_;
-  std::string field_;      // header name being read
-  std::string value_;      // header value being read
-  size_t head_bytes_ = 0;  // bytes of the head read so far
+  std::string field_;              // header name being read
+  std::string value_;              // header value being read
+  size_t head_bytes_ = 0;          // bytes of the head read so far (target and fields)
+  size_t target_bytes_ = 0;        // of which the request-target
+  std::string version_;            // the HTTP-version digits llhttp read ("1.1")
+  bool version_accepted_ = false;  // ... and llhttp accepted them
+  // What llhttp refused in the request line, while the bytes that tell how
+  // to answer are still coming.
+  enum class Refused { kNone, kMethod, kVersion };
+  Refused refused_ = Refused::kNone;
+  std::string line_start_;     // the first bytes of the request (a method's worth)
+  std::string after_version_;  // the bytes after a version llhttp refused
   uint64_t request_start_ms_ = 0;
   // Bytes read but not yet parsed: the parser pauses after each head and
   // each request, and what follows waits here.

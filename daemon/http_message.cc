@@ -57,11 +57,62 @@ std::string foldWhitespace(std::string_view s) {
   return out;
 }
 
-bool isTchar(unsigned char c) {
-  if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) {
-    return true;
+bool isDigit(char c) {
+  return c >= '0' && c <= '9';
+}
+
+bool isHexDigit(char c) {
+  return isDigit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+// RFC 3986 2.3 unreserved and 2.2 sub-delims: what a reg-name is made of,
+// besides pct-encoded octets.
+bool isRegNameChar(char c) {
+  bool alnum = isDigit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+  return alnum || std::string_view("-._~!$&'()*+,;=").find(c) != std::string_view::npos;
+}
+
+// RFC 3986 3.2.2 reg-name (an IPv4 address is one too): no ':', '@', '/'.
+bool isRegName(std::string_view s) {
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '%') {
+      if (i + 2 >= s.size() || !isHexDigit(s[i + 1]) || !isHexDigit(s[i + 2])) {
+        return false;
+      }
+      i += 2;
+    } else if (!isRegNameChar(s[i])) {
+      return false;
+    }
   }
-  return std::string_view("!#$%&'*+-.^_`|~").find(static_cast<char>(c)) != std::string_view::npos;
+  return true;
+}
+
+// RFC 3986 3.2.2 IPvFuture: "v" 1*HEXDIG "." 1*( unreserved / sub-delims / ":" ).
+bool isIpvFuture(std::string_view s) {
+  if (s.size() < 4 || (s[0] != 'v' && s[0] != 'V')) {
+    return false;
+  }
+  size_t dot = s.find('.');
+  if (dot == std::string_view::npos || dot < 2 || dot + 1 == s.size()) {
+    return false;
+  }
+  for (char c : s.substr(1, dot - 1)) {
+    if (!isHexDigit(c)) {
+      return false;
+    }
+  }
+  for (char c : s.substr(dot + 1)) {
+    if (c != ':' && !isRegNameChar(c)) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// The bytes RFC 3986 2 leaves out of URIs that llhttp still accepts in a
+// request-target (it refuses controls, space and non-ASCII itself).
+bool isUnsafeTargetChar(char c) {
+  return std::string_view("\"<>{}|\\^`").find(c) != std::string_view::npos;
 }
 
 // Host names we accept in targets: DNS labels plus '_' (seen in the wild for
@@ -86,9 +137,15 @@ bool parsePort(std::string_view text, uint16_t* port) {
 }
 
 // Parses "host", "host:port", "[v6]" or "[v6]:port". `port_required` is the
-// authority-form rule for CONNECT.
+// authority-form rule for CONNECT; otherwise "host:" means no port.
 bool parseHostPort(std::string_view text, bool port_required, Authority* out, bool* has_port,
                    std::string* error) {
+  // "host:" names the default port in a URI (RFC 3986 3.2.3); CONNECT
+  // requires a port, so there it stays an error.
+  if (!port_required && !text.empty() && text.back() == ':' &&
+      (text.front() == '[' || text.find(':') == text.size() - 1)) {
+    text.remove_suffix(1);
+  }
   std::string_view host;
   std::string_view port;
   *has_port = false;
@@ -176,12 +233,19 @@ std::string toLower(std::string_view s) {
   return out;
 }
 
+bool isTchar(char c) {
+  if (isDigit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) {
+    return true;
+  }
+  return std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+}
+
 bool isToken(std::string_view s) {
   if (s.empty()) {
     return false;
   }
   for (char c : s) {
-    if (!isTchar(static_cast<unsigned char>(c))) {
+    if (!isTchar(c)) {
       return false;
     }
   }
@@ -414,6 +478,147 @@ bool parseAbsoluteUrl(std::string_view text, AbsoluteUrl* out, std::string* erro
     out->path.insert(0, "/");
   }
   return true;
+}
+
+bool isValidHostField(std::string_view value) {
+  std::string_view host = value;
+  std::string_view port;
+  if (!value.empty() && value.front() == '[') {
+    size_t close = value.find(']');
+    if (close == std::string_view::npos) {
+      return false;
+    }
+    host = value.substr(1, close - 1);
+    std::string_view rest = value.substr(close + 1);
+    if (!rest.empty() && rest.front() != ':') {
+      return false;
+    }
+    port = rest.empty() ? rest : rest.substr(1);
+    in6_addr addr6;
+    std::string literal(host);
+    if (inet_pton(AF_INET6, literal.c_str(), &addr6) != 1 && !isIpvFuture(host)) {
+      return false;
+    }
+  } else {
+    size_t colon = value.find(':');
+    if (colon != std::string_view::npos) {
+      host = value.substr(0, colon);
+      port = value.substr(colon + 1);
+    }
+    if (!isRegName(host)) {
+      return false;
+    }
+  }
+  for (char c : port) {
+    if (!isDigit(c)) {
+      return false;
+    }
+  }
+  return true;
+}
+
+namespace {
+
+HeadProblem problem(int status, std::string details) {
+  return HeadProblem{status, reasonPhrase(status), std::move(details)};
+}
+
+std::optional<HeadProblem> checkVersion(const RequestHead& head, bool version_written) {
+  if (!version_written) {
+    return problem(400, "the request line has no HTTP version (HTTP/0.9 is not supported)");
+  }
+  if (head.http_major != 1) {
+    return problem(505, "HTTP/" + std::to_string(head.http_major) + "." +
+                            std::to_string(head.http_minor) +
+                            " is not supported in an HTTP/1 request line; send HTTP/1.1");
+  }
+  return std::nullopt;
+}
+
+// RFC 9112 3.2: one Host, required in HTTP/1.1, with a valid value.
+std::optional<HeadProblem> checkHost(const RequestHead& head) {
+  size_t hosts = head.headers.count("Host");
+  if (hosts > 1) {
+    return problem(400, "more than one Host field");
+  }
+  if (hosts == 0) {
+    if (head.http_minor >= 1) {
+      return problem(400, "an HTTP/1.1 request must have a Host field");
+    }
+    return std::nullopt;
+  }
+  if (!isValidHostField(*head.headers.find("Host"))) {
+    return problem(400, "invalid Host field value");
+  }
+  return std::nullopt;
+}
+
+// RFC 9112 3 and 3.2: what llhttp lets through in a request-target.
+std::optional<HeadProblem> checkTarget(const RequestHead& head) {
+  if (head.target == "*" && head.method != "OPTIONS") {
+    return problem(400, "the request-target \"*\" is only for OPTIONS");
+  }
+  for (char c : head.target) {
+    if (c == '#') {
+      return problem(400, "a request-target has no fragment ('#')");
+    }
+    if (isUnsafeTargetChar(c)) {
+      return problem(400, std::string("the request-target contains '") + c +
+                              "', which must be percent-encoded");
+    }
+  }
+  return std::nullopt;
+}
+
+// RFC 9112 6.1 and 6.3. llhttp decides the framing (chunked when it is the
+// final coding); this refuses what it reads but we do not do.
+std::optional<HeadProblem> checkTransferEncoding(const RequestHead& head) {
+  if (head.headers.count("Transfer-Encoding") == 0) {
+    return std::nullopt;
+  }
+  if (head.http_minor == 0) {
+    // A 1.0 recipient cannot know chunked: the framing is faulty, and
+    // whoever is in front of us may have read it otherwise.
+    return problem(400, "Transfer-Encoding in an HTTP/1.0 request");
+  }
+  std::vector<std::string_view> codings;
+  for (const HeaderField& f : head.headers.fields()) {
+    if (equalsIgnoreCase(f.name, "Transfer-Encoding")) {
+      forEachListElement(f.value, [&](std::string_view c) { codings.push_back(c); });
+    }
+  }
+  if (codings.empty() || !equalsIgnoreCase(codings.back(), "chunked")) {
+    return problem(400, "Transfer-Encoding without chunked as the final coding");
+  }
+  codings.pop_back();
+  for (std::string_view coding : codings) {
+    if (equalsIgnoreCase(coding, "chunked")) {
+      return problem(400, "Transfer-Encoding applies chunked more than once");
+    }
+  }
+  if (!codings.empty()) {
+    return problem(501, "transfer coding \"" + std::string(codings.front()) +
+                            "\" is not supported; only chunked is");
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::optional<HeadProblem> checkRequestHead(const RequestHead& head, bool version_written) {
+  if (auto p = checkVersion(head, version_written)) {
+    return p;
+  }
+  if (auto p = checkHost(head)) {
+    return p;
+  }
+  if (head.method == "CONNECT") {
+    return std::nullopt;
+  }
+  if (auto p = checkTarget(head)) {
+    return p;
+  }
+  return checkTransferEncoding(head);
 }
 
 std::string AbsoluteUrl::str() const {

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -66,9 +67,29 @@ bool equalsIgnoreCase(std::string_view a, std::string_view b);
 std::string toLower(std::string_view s);
 
 // RFC 9110 token characters (tchar): field names and methods.
+bool isTchar(char c);
 bool isToken(std::string_view s);
 // Field values: visible characters, spaces and tabs, obs-text; no CR, LF, NUL.
 bool isFieldValue(std::string_view s);
+
+// A Host field value by RFC 9110 7.2 / RFC 3986 3.2.2: empty, or uri-host
+// (a reg-name of unreserved, pct-encoded and sub-delims characters, an
+// IPv4 address or a bracketed IPv6 literal) with an optional ":" *DIGIT.
+bool isValidHostField(std::string_view value);
+
+// What is wrong with a request head that llhttp accepted, by RFC 9110 and
+// RFC 9112: llhttp leaves these checks to its user.
+struct HeadProblem {
+  int status = 400;
+  std::string reason;   // the reason phrase
+  std::string details;  // for the body and the decision log
+};
+
+// Checks, in order: the HTTP-version (`version_written`: the request line
+// had one; llhttp reads a line without one as HTTP/0.9), the Host fields,
+// the request-target's characters and form, and Transfer-Encoding.
+// CONNECT targets are left to parseAuthorityForm().
+std::optional<HeadProblem> checkRequestHead(const RequestHead& head, bool version_written);
 
 // Removes the hop-by-hop fields: `Connection` and every field it names,
 // `Proxy-Connection`, `Keep-Alive`, `Proxy-Authorization`,
@@ -122,7 +143,8 @@ struct AbsoluteUrl {
 };
 
 // Parses an absolute-form target for the schemes http and https (others are
-// reported as errors with a reason naming the scheme).
+// reported as errors with a reason naming the scheme). An empty port
+// ("http://host:/") is the scheme's default (RFC 9110 4.2.3).
 bool parseAbsoluteUrl(std::string_view text, AbsoluteUrl* out, std::string* error);
 
 std::string base64Encode(std::string_view data);

@@ -169,7 +169,10 @@ int ResponseReader::onHeaderField(llhttp_t* parser, const char* at, size_t len) 
   if (self->in_body_) {
     return 0;  // trailer fields: dropped (Trailer is hop-by-hop for us)
   }
-  if (!self->countHeadBytes(len + 4)) {
+  // ": " and CRLF are counted once the field is complete: llhttp calls
+  // this once per read a name spans, and the count must not depend on how
+  // the head is cut into reads.
+  if (!self->countHeadBytes(len)) {
     return HPE_USER;
   }
   self->field_.append(at, len);
@@ -195,6 +198,9 @@ int ResponseReader::onHeaderValueComplete(llhttp_t* parser) {
   }
   if (self->head_.headers.size() >= kMaxResponseFields || !isToken(self->field_)) {
     self->head_too_large_ = self->head_.headers.size() >= kMaxResponseFields;
+    return HPE_USER;
+  }
+  if (!self->countHeadBytes(4)) {  // ": " and CRLF
     return HPE_USER;
   }
   self->head_.headers.add(std::move(self->field_), std::move(self->value_));

@@ -40,7 +40,8 @@ class AllowClientsTest(unittest.TestCase):
             try:
                 cases = [
                     ("GET", ("GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % origin.url("/acl")).encode()),
-                    ("CONNECT", ("CONNECT 127.0.0.1:%d HTTP/1.1\r\n\r\n" % echo_server.port)
+                    ("CONNECT", ("CONNECT 127.0.0.1:%d HTTP/1.1\r\n"
+                                 "Host: 127.0.0.1\r\n\r\n" % echo_server.port)
                      .encode()),
                 ]
                 for method, request in cases:
@@ -78,14 +79,16 @@ class ConnectPortsTest(unittest.TestCase):
         with TcpServer(echo) as allowed, TcpServer(echo) as other:
             d = Daemon(config=proxy_config(connect_ports=(allowed.port,)))
             try:
-                reply = raw_exchange(d.port, ("CONNECT 127.0.0.1:%d HTTP/1.1\r\n\r\n"
+                reply = raw_exchange(d.port, ("CONNECT 127.0.0.1:%d HTTP/1.1\r\n"
+                                              "Host: 127.0.0.1\r\n\r\n"
                                               % other.port).encode())
                 self.assertTrue(reply.startswith(b"HTTP/1.1 403 Port %d not allowed\r\n"
                                                  % other.port), reply)
                 self.assertIn("access.connect_ports allows %d" % allowed.port,
                               header(reply, "Proxy-Status"))
                 with socket.create_connection(("127.0.0.1", d.port), timeout=10) as s:
-                    s.sendall(("CONNECT 127.0.0.1:%d HTTP/1.1\r\n\r\n" % allowed.port).encode())
+                    s.sendall(("CONNECT 127.0.0.1:%d HTTP/1.1\r\n"
+                               "Host: 127.0.0.1\r\n\r\n" % allowed.port).encode())
                     self.assertTrue(recv_until(s, b"\r\n\r\n").startswith(b"HTTP/1.1 200 "))
                     s.sendall(b"hi")
                     self.assertEqual(recv_until(s, b"hi"), b"hi")
@@ -132,7 +135,8 @@ class DenyPrivateDestinationsTest(unittest.TestCase):
         self.assertIn("access.deny_private_destinations", status)
 
     def test_name_resolving_to_loopback_is_refused_for_connect(self):
-        reply = raw_exchange(self.daemon.port, ("CONNECT evil.test:%d HTTP/1.1\r\n\r\n"
+        reply = raw_exchange(self.daemon.port, ("CONNECT evil.test:%d HTTP/1.1\r\n"
+                                                "Host: evil.test\r\n\r\n"
                                                 % self.echo.port).encode())
         self.assert_prohibited(reply, "evil.test")
         rec = self.daemon.wait_for_decision(
@@ -151,7 +155,8 @@ class DenyPrivateDestinationsTest(unittest.TestCase):
         reply = raw_exchange(self.daemon.port, ("GET http://127.0.0.1:%d/lit HTTP/1.1\r\n"
                                                 "Host: x\r\n\r\n" % self.origin.port).encode())
         self.assert_prohibited(reply, "127.0.0.1")
-        reply = raw_exchange(self.daemon.port, ("CONNECT 127.0.0.1:%d HTTP/1.1\r\n\r\n"
+        reply = raw_exchange(self.daemon.port, ("CONNECT 127.0.0.1:%d HTTP/1.1\r\n"
+                                                "Host: 127.0.0.1\r\n\r\n"
                                                 % self.echo.port).encode())
         self.assert_prohibited(reply, "127.0.0.1")
 
@@ -159,7 +164,8 @@ class DenyPrivateDestinationsTest(unittest.TestCase):
         r = curl("http://trusted.test:%d/t" % self.origin.port, proxy=self.daemon.proxy_url)
         self.assertEqual(r.stdout, "hello /t\n", r.stderr)
         with socket.create_connection(("127.0.0.1", self.daemon.port), timeout=10) as s:
-            s.sendall(("CONNECT trusted.test:%d HTTP/1.1\r\n\r\n" % self.echo.port).encode())
+            s.sendall(("CONNECT trusted.test:%d HTTP/1.1\r\n"
+                       "Host: trusted.test\r\n\r\n" % self.echo.port).encode())
             self.assertTrue(recv_until(s, b"\r\n\r\n").startswith(b"HTTP/1.1 200 "))
             s.sendall(b"inside")
             self.assertEqual(recv_until(s, b"inside"), b"inside")

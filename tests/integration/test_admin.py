@@ -193,7 +193,8 @@ class MetricsCountTest(unittest.TestCase):
                     r = curl(origin.url("/m%d" % i), proxy=d.proxy_url)
                     self.assertEqual(r.stdout, "hello /m%d\n" % i, r.stderr)
                 # 1 request refused for its port (not a rule).
-                reply = raw_exchange(d.port, b"CONNECT 127.0.0.1:1 HTTP/1.1\r\n\r\n")
+                reply = raw_exchange(d.port, b"CONNECT 127.0.0.1:1 HTTP/1.1\r\n"
+                                             b"Host: 127.0.0.1\r\n\r\n")
                 self.assertTrue(reply.startswith(b"HTTP/1.1 403 "), reply)
                 # 1 refused because nothing listens there.
                 reply = raw_exchange(d.port, ("GET http://127.0.0.1:%d/ HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -228,7 +229,8 @@ class MetricsCountTest(unittest.TestCase):
                 self.assertEqual(metric(text, "switchyard_config_last_reload_success"), 1)
                 # Gauges: one open tunnel is one connection and one tunnel.
                 s = socket.create_connection(("127.0.0.1", d.port), timeout=10)
-                s.sendall(("CONNECT 127.0.0.1:%d HTTP/1.1\r\n\r\n" % echo_server.port).encode())
+                s.sendall(("CONNECT 127.0.0.1:%d HTTP/1.1\r\n"
+                           "Host: 127.0.0.1\r\n\r\n" % echo_server.port).encode())
                 self.assertTrue(recv_until(s, b"\r\n\r\n").startswith(b"HTTP/1.1 200 "))
                 wait_metric(d, "switchyard_connections_active", 1)
                 wait_metric(d, "switchyard_tunnels_active", 1)
@@ -318,7 +320,8 @@ class ReadyzDrainTest(unittest.TestCase):
             host, port = admin_address(d)
             self.assertEqual(admin_get(d, "/readyz")[0], 200)
             tunnel = socket.create_connection(("127.0.0.1", d.port), timeout=10)
-            tunnel.sendall(("CONNECT 127.0.0.1:%d HTTP/1.1\r\n\r\n" % echo_server.port).encode())
+            tunnel.sendall(("CONNECT 127.0.0.1:%d HTTP/1.1\r\n"
+                            "Host: 127.0.0.1\r\n\r\n" % echo_server.port).encode())
             self.assertTrue(recv_until(tunnel, b"\r\n\r\n").startswith(b"HTTP/1.1 200 "))
             mark = d.log_index()
             d.send_signal(signal.SIGTERM)

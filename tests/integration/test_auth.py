@@ -131,7 +131,7 @@ class ProxyAuthTest(unittest.TestCase):
                                    ("right", "alice:" + PASSWORD, "200")):
             with self.subTest(user=name):
                 with socket.create_connection(("127.0.0.1", self.daemon.port), timeout=10) as s:
-                    head = "CONNECT 127.0.0.1:%d HTTP/1.1\r\n" % self.echo.port
+                    head = "CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: 127.0.0.1\r\n" % self.echo.port
                     if user:
                         u, _, p = user.partition(":")
                         head += "Proxy-Authorization: %s\r\n" % basic(u, p)

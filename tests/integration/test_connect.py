@@ -173,7 +173,8 @@ class ConnectTest(unittest.TestCase):
             port = tmp.getsockname()[1]
         d = Daemon(config=proxy_config(connect_ports=(port,)))
         try:
-            reply = raw_exchange(d.port, ("CONNECT 127.0.0.1:%d HTTP/1.1\r\n\r\n" % port).encode())
+            reply = raw_exchange(d.port, ("CONNECT 127.0.0.1:%d HTTP/1.1\r\n"
+                                          "Host: 127.0.0.1\r\n\r\n" % port).encode())
             self.assertTrue(reply.startswith(b"HTTP/1.1 502 "), reply)
             self.assertIn(b"error=connection_refused", reply)
         finally:
@@ -181,7 +182,8 @@ class ConnectTest(unittest.TestCase):
 
     def test_unresolvable_is_502(self):
         reply = raw_exchange(self.daemon.port,
-                             b"CONNECT no-such-host.invalid:443 HTTP/1.1\r\n\r\n", deadline=30)
+                             b"CONNECT no-such-host.invalid:443 HTTP/1.1\r\n"
+                             b"Host: no-such-host.invalid\r\n\r\n", deadline=30)
         self.assertTrue(reply.startswith(b"HTTP/1.1 502 "), reply)
         self.assertIn(b"error=dns_error", reply)
 
@@ -203,7 +205,8 @@ class ConnectTest(unittest.TestCase):
                                            limits={"connect_timeout": "1s"}))
             try:
                 reply = raw_exchange(d.port,
-                                     ("CONNECT 127.0.0.1:%d HTTP/1.1\r\n\r\n" % port).encode())
+                                     ("CONNECT 127.0.0.1:%d HTTP/1.1\r\n"
+                                      "Host: 127.0.0.1\r\n\r\n" % port).encode())
                 self.assertTrue(reply.startswith(b"HTTP/1.1 504 "), reply)
                 self.assertIn(b"error=connection_timeout", reply)
             finally:
@@ -217,7 +220,7 @@ class ConnectTest(unittest.TestCase):
         d = Daemon(config=proxy_config(connect_ports=(self.echo.port,),
                                        access_extra='  allow_clients: ["10.0.0.0/8"]\n'))
         try:
-            reply = raw_exchange(d.port, ("CONNECT 127.0.0.1:%d HTTP/1.1\r\n\r\n"
+            reply = raw_exchange(d.port, ("CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
                                           % self.echo.port).encode())
             self.assertTrue(reply.startswith(b"HTTP/1.1 403 Client not allowed"), reply)
             d.wait_for_log(r"client 127\.0\.0\.1:\d+ is not in access\.allow_clients")

@@ -45,14 +45,24 @@ class MalformedTest(unittest.TestCase):
             ("space_before_colon", b"GET " + url + b" HTTP/1.1\r\nHost : x\r\n\r\n", 400),
             ("lf_only", b"GET " + url + b" HTTP/1.1\nHost: x\n\n", 400),
             ("bad_method", b"G@T " + url + b" HTTP/1.1\r\nHost: x\r\n\r\n", 400),
-            ("bad_version", b"GET " + url + b" HTTP/7.3\r\nHost: x\r\n\r\n", 400),
+            ("bad_version", b"GET " + url + b" HTTP/1.a\r\nHost: x\r\n\r\n", 400),
+            ("unsupported_version", b"GET " + url + b" HTTP/7.3\r\nHost: x\r\n\r\n", 505),
+            ("http_2_0_line", b"GET " + url + b" HTTP/2.0\r\nHost: x\r\n\r\n", 505),
+            ("unknown_method", b"FOO " + url + b" HTTP/1.1\r\nHost: x\r\n\r\n", 501),
+            ("missing_host", b"GET " + url + b" HTTP/1.1\r\n\r\n", 400),
+            ("gzip_then_chunked", b"POST " + url + b" HTTP/1.1\r\nHost: x\r\n"
+             b"Transfer-Encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", 501),
+            ("unsafe_target_char", b"GET " + url + b"/a|b HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+            ("target_too_long",
+             b"GET " + url + b"/" + b"a" * 3000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
             ("garbage", b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 64, 400),
             ("header_too_large", b"GET " + url + b" HTTP/1.1\r\nHost: x\r\nX-Big: " +
              b"a" * 4000 + b"\r\n\r\n", 431),
-            ("too_many_fields", b"GET " + url + b" HTTP/1.1\r\n" +
+            ("too_many_fields", b"GET " + url + b" HTTP/1.1\r\nHost: x\r\n" +
              b"".join(b"X-%d: 1\r\n" % i for i in range(300)) + b"\r\n", 431),
             ("duplicate_host", b"GET " + url + b" HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
-            ("connect_without_port", b"CONNECT example.com HTTP/1.1\r\n\r\n", 400),
+            ("connect_without_port", b"CONNECT example.com HTTP/1.1\r\n"
+                                     b"Host: example.com\r\n\r\n", 400),
             ("https_without_connect", b"GET https://example.com/ HTTP/1.1\r\nHost: x\r\n\r\n",
              400),
             ("unknown_scheme", b"GET ftp://example.com/ HTTP/1.1\r\nHost: x\r\n\r\n", 400),

@@ -32,7 +32,8 @@ class DenyTest(unittest.TestCase):
         d = Daemon(config=config)
         try:
             cases = [
-                (b"CONNECT ad.doubleclick.test:443 HTTP/1.1\r\n\r\n", "CONNECT"),
+                (b"CONNECT ad.doubleclick.test:443 HTTP/1.1\r\n"
+                 b"Host: ad.doubleclick.test\r\n\r\n", "CONNECT"),
                 (b"GET http://x.doubleclick.test/pixel HTTP/1.1\r\nHost: x\r\n\r\n", "GET"),
             ]
             for req, method in cases:
@@ -73,7 +74,8 @@ class PrivateDestinationTest(unittest.TestCase):
                        "    allow_private: true\n"))
             d = Daemon(config=config)
             try:
-                reply = raw_exchange(d.port, b"CONNECT inside.test:%d HTTP/1.1\r\n\r\n"
+                reply = raw_exchange(d.port, b"CONNECT inside.test:%d HTTP/1.1\r\n"
+                                             b"Host: inside.test\r\n\r\n"
                                      % server.port)
                 self.assertTrue(reply.startswith(b"HTTP/1.1 403 "), reply)
                 self.assertIn(b"error=destination_ip_prohibited", reply)
@@ -83,7 +85,7 @@ class PrivateDestinationTest(unittest.TestCase):
                 self.assertEqual(origin.requests, [])
                 # The rule with allow_private gets through.
                 s = socket.create_connection(("127.0.0.1", d.port), timeout=10)
-                s.sendall(b"CONNECT ok.test:%d HTTP/1.1\r\n\r\nhi" % server.port)
+                s.sendall(b"CONNECT ok.test:%d HTTP/1.1\r\nHost: ok.test\r\n\r\nhi" % server.port)
                 data = b""
                 while not data.endswith(b"hi"):
                     b = s.recv(100)

@@ -48,7 +48,7 @@ class ReloadTest(unittest.TestCase):
 
     def connect(self, d, port):
         s = socket.create_connection(("127.0.0.1", d.port), timeout=10)
-        s.sendall(("CONNECT 127.0.0.1:%d HTTP/1.1\r\n\r\n" % port).encode())
+        s.sendall(("CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" % port).encode())
         return s
 
     def test_good_reload_swaps_snapshot_and_keeps_open_tunnels(self):
@@ -134,7 +134,8 @@ class DrainTest(unittest.TestCase):
             d = Daemon(config=proxy_config(connect_ports=(server.port,),
                                            limits={"drain_timeout": "1s"}))
             s = socket.create_connection(("127.0.0.1", d.port), timeout=10)
-            s.sendall(("CONNECT 127.0.0.1:%d HTTP/1.1\r\n\r\n" % server.port).encode())
+            s.sendall(("CONNECT 127.0.0.1:%d HTTP/1.1\r\n"
+                       "Host: 127.0.0.1\r\n\r\n" % server.port).encode())
             self.assertTrue(recv_until(s, b"\r\n\r\n").startswith(b"HTTP/1.1 200 "))
             start = time.monotonic()
             d.send_signal(signal.SIGTERM)

@@ -84,7 +84,8 @@ class ChainTest(unittest.TestCase):
         with TcpServer(lambda c: None) as other:
             front = Daemon(config=names_config((other.port,), self.parent_url))
             try:
-                reply = raw_exchange(front.port, ("CONNECT origin.test:%d HTTP/1.1\r\n\r\n"
+                reply = raw_exchange(front.port, ("CONNECT origin.test:%d HTTP/1.1\r\n"
+                                                  "Host: origin.test\r\n\r\n"
                                                   % other.port).encode())
                 self.assertTrue(reply.startswith(b"HTTP/1.1 403 Parent proxy refused: 403"), reply)
                 status_line = [l for l in reply.split(b"\r\n") if l.startswith(b"Proxy-Status:")]
@@ -100,7 +101,8 @@ class ChainTest(unittest.TestCase):
             url = "http://user:s3cret@127.0.0.1:%d" % fake.port
             front = Daemon(config=names_config((self.tls.port,), url))
             try:
-                for req in (b"CONNECT origin.test:%d HTTP/1.1\r\n\r\n" % self.tls.port,
+                for req in (b"CONNECT origin.test:%d HTTP/1.1\r\n"
+                            b"Host: origin.test\r\n\r\n" % self.tls.port,
                             b"GET http://origin.test:%d/x HTTP/1.1\r\nHost: x\r\n\r\n"
                             % self.plain.port):
                     with self.subTest(req=req[:7]):
@@ -122,7 +124,8 @@ class ChainTest(unittest.TestCase):
         front = Daemon(config=names_config((self.tls.port,), url))
         try:
             reply = raw_exchange(front.port,
-                                 b"CONNECT origin.test:%d HTTP/1.1\r\n\r\n" % self.tls.port)
+                                 b"CONNECT origin.test:%d HTTP/1.1\r\n"
+                                 b"Host: origin.test\r\n\r\n" % self.tls.port)
             self.assertTrue(reply.startswith(b"HTTP/1.1 502 "), reply)
             self.assertIn(b"parent proxy http://user:***@127.0.0.1:%d" % dead, reply)
             self.assertNotIn(b"s3cret", reply)

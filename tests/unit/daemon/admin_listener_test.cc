@@ -257,9 +257,10 @@ TEST_F(GatewayOpsTest, MetricsCountDecidedRequests) {
   start("");
   const std::vector<std::string> requests = {
       "GET http://blocked.test/a HTTP/1.1\r\nHost: blocked.test\r\n\r\n",
-      "CONNECT blocked.test:443 HTTP/1.1\r\n\r\n",
-      "CONNECT blocked.test:443 HTTP/1.1\r\n\r\n",
-      "CONNECT example.test:25 HTTP/1.1\r\n\r\n",      // port policy, after the decision
+      "CONNECT blocked.test:443 HTTP/1.1\r\nHost: blocked.test:443\r\n\r\n",
+      "CONNECT blocked.test:443 HTTP/1.1\r\nHost: blocked.test:443\r\n\r\n",
+      "CONNECT example.test:25 HTTP/1.1\r\nHost: example.test:25\r\n\r\n",  // port policy, after
+                                                                            // the decision
       "GET /origin-form HTTP/1.1\r\nHost: x\r\n\r\n",  // answered without a decision
   };
   for (const std::string& r : requests) {
@@ -416,11 +417,13 @@ TEST_F(AuthServerTest, ChallengesAndVerifiesOffTheLoop) {
        "HTTP/1.1 403 Denied by rule no-blocked", "", "alice"},
       {"right again (cached)", "GET http://blocked.test/ HTTP/1.1\r\nHost: b\r\n" + good + "\r\n",
        "HTTP/1.1 403 Denied by rule no-blocked", "", "alice"},
-      {"CONNECT missing", "CONNECT blocked.test:443 HTTP/1.1\r\n\r\n", "HTTP/1.1 407 ",
-       "Proxy-Authenticate: Basic realm=\"switchyard\"", ""},
-      {"CONNECT wrong", "CONNECT blocked.test:443 HTTP/1.1\r\n" + bad + "\r\n", "HTTP/1.1 407 ",
-       "Proxy-Authenticate: Basic realm=\"switchyard\"", ""},
-      {"CONNECT right", "CONNECT blocked.test:443 HTTP/1.1\r\n" + good + "\r\n",
+      {"CONNECT missing", "CONNECT blocked.test:443 HTTP/1.1\r\nHost: blocked.test:443\r\n\r\n",
+       "HTTP/1.1 407 ", "Proxy-Authenticate: Basic realm=\"switchyard\"", ""},
+      {"CONNECT wrong",
+       "CONNECT blocked.test:443 HTTP/1.1\r\nHost: blocked.test:443\r\n" + bad + "\r\n",
+       "HTTP/1.1 407 ", "Proxy-Authenticate: Basic realm=\"switchyard\"", ""},
+      {"CONNECT right",
+       "CONNECT blocked.test:443 HTTP/1.1\r\nHost: blocked.test:443\r\n" + good + "\r\n",
        "HTTP/1.1 403 Denied by rule no-blocked", "", "alice"},
       {"origin-form missing", "GET /m/@v/list HTTP/1.1\r\nHost: gw\r\n" + good + "\r\n",
        "HTTP/1.1 401 ", "WWW-Authenticate: Basic realm=\"switchyard\"", ""},

@@ -115,6 +115,8 @@ TEST(ParseAbsoluteUrl, Table) {
       {"http://h.test?q=1", true, "http", "h.test", 80, false, false, "/?q=1",
        "http://h.test/?q=1"},
       {"http://h.test#f", true, "http", "h.test", 80, false, false, "/", "http://h.test/"},
+      {"http://h.test:/x", true, "http", "h.test", 80, false, false, "/x", "http://h.test/x"},
+      {"http://[::1]:/", true, "http", "::1", 80, false, false, "/", "http://[::1]/"},
       {"ftp://h.test/", false, "", "", 0, false, false, "", ""},
       {"ws://h.test/", false, "", "", 0, false, false, "", ""},
       {"http:///x", false, "", "", 0, false, false, "", ""},
@@ -123,7 +125,7 @@ TEST(ParseAbsoluteUrl, Table) {
       {"://h/", false, "", "", 0, false, false, "", ""},
       {"http://h.test:0/", false, "", "", 0, false, false, "", ""},
       {"http://h.test:99999/", false, "", "", 0, false, false, "", ""},
-      {"http://h.test:/", false, "", "", 0, false, false, "", ""},
+
       {"http://[::1/", false, "", "", 0, false, false, "", ""},
       {"http://::1/", false, "", "", 0, false, false, "", ""},
       {"http://h%20t/", false, "", "", 0, false, false, "", ""},
@@ -144,6 +146,144 @@ TEST(ParseAbsoluteUrl, Table) {
     EXPECT_EQ(url.had_userinfo, c.userinfo);
     EXPECT_EQ(url.path, c.path);
     EXPECT_EQ(url.str(), c.str);
+  }
+}
+
+TEST(IsValidHostField, Table) {
+  const std::vector<std::pair<std::string, bool>> cases = {
+      {"", true},
+      {"example.com", true},
+      {"example.com:8080", true},
+      {"example.com:", true},  // port = *DIGIT
+      {"192.0.2.1:80", true},
+      {"[2001:db8::1]", true},
+      {"[2001:db8::1]:443", true},
+      {"[v1.x:y]", true},  // IPvFuture
+      {"_svc.example", true},
+      {"exa%41mple.com", true},
+      {"a!$&'()*+,;=b~", true},
+      {"a b", false},
+      {"a b@c", false},
+      {"user@example.com", false},
+      {"example.com:8x", false},
+      {"example.com:80:80", false},
+      {"2001:db8::1", false},
+      {"[2001:db8::g]", false},
+      {"[::1", false},
+      {"[::1]x", false},
+      {"exa%4", false},
+      {"exa%zzmple", false},
+      {"a/b", false},
+      {"a\tb", false},
+      {"caf\xe9", false},
+  };
+  for (const auto& [value, valid] : cases) {
+    SCOPED_TRACE(value);
+    EXPECT_EQ(isValidHostField(value), valid);
+  }
+}
+
+struct HeadCase {
+  std::string name;
+  std::string method;
+  std::string target;
+  int major;
+  int minor;
+  bool version_written;
+  std::vector<std::pair<std::string, std::string>> fields;
+  int status;  // 0: no problem
+};
+
+TEST(CheckRequestHead, Table) {
+  const std::string t = "http://a.test/";
+  const std::vector<HeadCase> cases = {
+      {"plain 1.1", "GET", t, 1, 1, true, {{"Host", "a.test"}}, 0},
+      {"plain 1.0 without Host", "GET", t, 1, 0, true, {}, 0},
+      {"no version (0.9)", "GET", t, 0, 9, false, {}, 400},
+      {"HTTP/0.9 written", "GET", t, 0, 9, true, {{"Host", "a.test"}}, 505},
+      {"HTTP/2.0", "GET", t, 2, 0, true, {{"Host", "a.test"}}, 505},
+      {"1.1 without Host", "GET", t, 1, 1, true, {}, 400},
+      {"CONNECT 1.1 without Host", "CONNECT", "a.test:443", 1, 1, true, {}, 400},
+      {"two Hosts", "GET", t, 1, 1, true, {{"Host", "a.test"}, {"Host", "a.test"}}, 400},
+      {"CONNECT two Hosts",
+       "CONNECT",
+       "a.test:443",
+       1,
+       0,
+       true,
+       {{"Host", "a.test:443"}, {"host", "b.test:443"}},
+       400},
+      {"invalid Host", "GET", t, 1, 1, true, {{"Host", "a b@c"}}, 400},
+      {"empty Host", "GET", t, 1, 1, true, {{"Host", ""}}, 0},
+      {"other Host (replaced later)", "GET", t, 1, 1, true, {{"Host", "evil.test"}}, 0},
+      {"GET *", "GET", "*", 1, 1, true, {{"Host", "a"}}, 400},
+      {"OPTIONS *", "OPTIONS", "*", 1, 1, true, {{"Host", "a"}}, 0},
+      {"fragment", "GET", "http://a.test/#f", 1, 1, true, {{"Host", "a"}}, 400},
+      {"fragment in origin-form", "GET", "/x#f", 1, 1, true, {{"Host", "a"}}, 400},
+      {"pipe", "GET", "http://a.test/a|b", 1, 1, true, {{"Host", "a"}}, 400},
+      {"backslash", "GET", "http://a.test/a\\b", 1, 1, true, {{"Host", "a"}}, 400},
+      {"braces", "GET", "/{x}", 1, 1, true, {{"Host", "a"}}, 400},
+      {"percent-encoded is fine", "GET", "/%7Bx%7D?q=%22", 1, 1, true, {{"Host", "a"}}, 0},
+      {"chunked", "POST", t, 1, 1, true, {{"Host", "a"}, {"Transfer-Encoding", "chunked"}}, 0},
+      {"empty list element",
+       "POST",
+       t,
+       1,
+       1,
+       true,
+       {{"Host", "a"}, {"Transfer-Encoding", " , chunked"}},
+       0},
+      {"TE in 1.0", "POST", t, 1, 0, true, {{"Transfer-Encoding", "chunked"}}, 400},
+      {"gzip, chunked",
+       "POST",
+       t,
+       1,
+       1,
+       true,
+       {{"Host", "a"}, {"Transfer-Encoding", "gzip, chunked"}},
+       501},
+      {"gzip line, chunked line",
+       "POST",
+       t,
+       1,
+       1,
+       true,
+       {{"Host", "a"}, {"Transfer-Encoding", "gzip"}, {"Transfer-Encoding", "chunked"}},
+       501},
+      {"chunked, gzip",
+       "POST",
+       t,
+       1,
+       1,
+       true,
+       {{"Host", "a"}, {"Transfer-Encoding", "chunked, gzip"}},
+       400},
+      {"chunked twice",
+       "POST",
+       t,
+       1,
+       1,
+       true,
+       {{"Host", "a"}, {"Transfer-Encoding", "chunked"}, {"Transfer-Encoding", "chunked"}},
+       400},
+      {"empty TE", "POST", t, 1, 1, true, {{"Host", "a"}, {"Transfer-Encoding", ""}}, 400},
+  };
+  for (const HeadCase& c : cases) {
+    SCOPED_TRACE(c.name);
+    RequestHead head;
+    head.method = c.method;
+    head.target = c.target;
+    head.http_major = c.major;
+    head.http_minor = c.minor;
+    for (const auto& [name, value] : c.fields) {
+      head.headers.add(name, value);
+    }
+    std::optional<HeadProblem> problem = checkRequestHead(head, c.version_written);
+    EXPECT_EQ(problem ? problem->status : 0, c.status) << (problem ? problem->details : "");
+    if (problem) {
+      EXPECT_EQ(problem->reason, reasonPhrase(problem->status));
+      EXPECT_FALSE(problem->details.empty());
+    }
   }
 }
 

@@ -328,6 +328,40 @@ TEST(ResponseReader, HeadLimits) {
   }
 }
 
+// The head is counted as reason + for each field (name + 4 + value), the
+// same however the head is cut into reads: llhttp calls onHeaderField once
+// per read a name spans.
+TEST(ResponseReader, HeadLimitDoesNotDependOnReads) {
+  constexpr size_t kLimit = 256;
+  // 2 ("OK") + 19 ("Content-Length" + 4 + "0") + 5 ("X" + 4) = 26, plus the padding.
+  auto head = [](size_t pad) {
+    return "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nX: " + std::string(pad, 'a') + "\r\n\r\n";
+  };
+  for (auto [pad, too_large] : {std::pair<size_t, bool>{kLimit - 26, false}, {kLimit - 25, true}}) {
+    const std::string input = head(pad);
+    SCOPED_TRACE(pad);
+    for (size_t cut = 0; cut < input.size(); ++cut) {
+      Recorder rec;
+      ResponseReader reader(&rec, kLimit);
+      ResponseReader::Result r;
+      // cut 0: one byte at a time; otherwise two reads split at `cut`.
+      size_t step = cut == 0 ? 1 : input.size();
+      for (size_t at = 0; at < input.size();) {
+        size_t end = cut == 0 ? at + step : (at < cut ? cut : input.size());
+        r = reader.feed(input.data() + at, end - at);
+        if (r.kind != ResponseReader::Result::Kind::kNeedMore) {
+          break;
+        }
+        at = end;
+      }
+      EXPECT_EQ(r.kind, too_large ? ResponseReader::Result::Kind::kError
+                                  : ResponseReader::Result::Kind::kPaused)
+          << "cut " << cut;
+      EXPECT_EQ(r.head_too_large, too_large) << "cut " << cut;
+    }
+  }
+}
+
 TEST(ResponseReader, ResetReadsTheNextResponse) {
   Recorder rec;
   ResponseReader reader(&rec, 4096);
