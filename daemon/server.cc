@@ -3,11 +3,13 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <ctime>
@@ -35,6 +37,21 @@ enum WarnKind { kWarnEmfile = 0, kWarnAccept = 1, kWarnLimit = 2, kWarnAcl = 3 }
 // outlier that the pool's close detection handles), never longer than our
 // own idle timeout.
 constexpr std::chrono::milliseconds kPoolIdleTimeout{30'000};
+
+// Idle upstream connections the pool may keep, per next hop and in all. A
+// client connection uses at most one upstream connection at a time, so
+// limits.max_connections idle ones let every client's next request find one
+// (a busy origin behind many keep-alive clients is the common case). Never
+// more than a quarter of the descriptors we may open: idle sockets must not
+// starve accept() or new upstream connections.
+size_t idleUpstreamBound(const rules::LimitsConfig& limits) {
+  size_t bound = limits.max_connections;
+  rlimit files{};
+  if (::getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur != RLIM_INFINITY) {
+    bound = std::min<size_t>(bound, files.rlim_cur / 4);
+  }
+  return std::max<size_t>(bound, 1);
+}
 
 std::string joinErrors(const std::vector<std::string>& errors) {
   std::string out;
@@ -64,6 +81,8 @@ Server::Server(uv_loop_t* loop, LiveConfigPtr config, DecisionLog* decisions, Op
   connector_ = std::make_unique<Connector>(loop_);
   auto pool_idle = std::min(kPoolIdleTimeout, rt_.config->config().limits.idle_timeout);
   pool_ = std::make_unique<UpstreamPool>(loop_, pool_idle);
+  size_t idle_bound = idleUpstreamBound(rt_.config->config().limits);
+  pool_->setLimits(idle_bound, idle_bound);
   rt_.resolver = resolver_.get();
   rt_.connector = connector_.get();
   rt_.pool = pool_.get();
@@ -505,6 +524,8 @@ bool Server::reloadConfig() {
   }
   spdlog::set_level(spdlog::level::from_str(new_config.log.level));
   resolver_->setOverrides(new_config.resolve);
+  size_t idle_bound = idleUpstreamBound(new_config.limits);
+  pool_->setLimits(idle_bound, idle_bound);
   rt_.config = std::move(live);
   spdlog::info("config reloaded (generation {})", generation);
   return true;

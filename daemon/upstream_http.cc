@@ -275,6 +275,11 @@ UpstreamPool::~UpstreamPool() {
   assert(closed_ && timer_closed_);
 }
 
+void UpstreamPool::setLimits(size_t per_key, size_t total) {
+  max_per_key_ = per_key;
+  max_total_ = total;
+}
+
 UpstreamPool::Entry* UpstreamPool::popIdle(const std::string& key) {
   auto it = idle_.find(key);
   if (it == idle_.end() || it->second.empty()) {
@@ -337,7 +342,7 @@ void UpstreamPool::putTls(const std::string& key, TlsStream* stream, std::string
 
 void UpstreamPool::keep(Entry* entry) {
   auto& list = idle_[entry->key];
-  bool ok = !closed_ && total_ < kMaxIdleTotal && list.size() < kMaxIdlePerKey;
+  bool ok = !closed_ && total_ < max_total_ && list.size() < max_per_key_;
   if (ok && entry->tcp != nullptr) {
     entry->tcp->data = entry;
     ok = startRead<&Entry::onRead, Entry>(asStream(entry->tcp)) == 0;

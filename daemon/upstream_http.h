@@ -117,10 +117,9 @@ class ResponseReader {
 // removes it at once, so a taken connection is very likely alive.
 class UpstreamPool {
  public:
-  // Per next hop and in total: enough for a busy gateway, small enough that
-  // idle sockets cannot exhaust descriptors.
-  static constexpr size_t kMaxIdlePerKey = 16;
-  static constexpr size_t kMaxIdleTotal = 512;
+  // Per next hop and in total until setLimits() says otherwise (the Server
+  // derives its bounds from limits.max_connections and the descriptor limit).
+  static constexpr size_t kDefaultMaxIdle = 512;
 
   UpstreamPool(uv_loop_t* loop, std::chrono::milliseconds idle_timeout);
   ~UpstreamPool();
@@ -143,6 +142,10 @@ class UpstreamPool {
   // may change which CAs are trusted) and for the same host (SNI, checked
   // name).
   static std::string tlsKey(const Authority& target, const SSL_CTX* ctx);
+  // Bounds later puts: at most `per_key` idle connections per next hop and
+  // `total` in all. Connections already idle stay until taken or swept.
+  void setLimits(size_t per_key, size_t total);
+  size_t maxIdlePerKey() const { return max_per_key_; }
   // Closes every idle connection and the sweep timer; later puts close.
   void close();
   size_t idleCount() const { return total_; }
@@ -180,6 +183,8 @@ class UpstreamPool {
   bool closed_ = false;
   bool timer_closed_ = false;
   size_t total_ = 0;
+  size_t max_per_key_ = kDefaultMaxIdle;
+  size_t max_total_ = kDefaultMaxIdle;
   std::unordered_map<std::string, std::deque<Entry*>> idle_;
 };
 

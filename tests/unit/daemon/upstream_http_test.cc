@@ -501,19 +501,46 @@ TEST_F(PoolTest, IdleTimeoutExpires) {
 
 TEST_F(PoolTest, PerKeyLimitAndPutAfterClose) {
   UpstreamPool pool(&loop_, 30s);
+  pool.setLimits(5, 100);
   std::vector<int> theirs;
-  for (size_t i = 0; i < UpstreamPool::kMaxIdlePerKey + 2; ++i) {
+  for (size_t i = 0; i < 7; ++i) {
     Pair p = makePair(&loop_);
     theirs.push_back(p.theirs);
     pool.put("k", p.ours);
   }
-  EXPECT_EQ(pool.idleCount(), UpstreamPool::kMaxIdlePerKey);
+  EXPECT_EQ(pool.idleCount(), 5u);
   pool.close();
   EXPECT_EQ(pool.idleCount(), 0u);
   Pair late = makePair(&loop_);
   theirs.push_back(late.theirs);
   pool.put("k", late.ours);  // closed pool: closes it instead
   EXPECT_EQ(pool.idleCount(), 0u);
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  for (int fd : theirs) {
+    ::close(fd);
+  }
+}
+
+// Many keep-alive clients of one origin: the pool must hold one idle
+// connection per client, far beyond the old fixed 16 per next hop.
+TEST_F(PoolTest, HoldsManyPerKeyAndBoundsTheTotal) {
+  UpstreamPool pool(&loop_, 30s);
+  EXPECT_GE(pool.maxIdlePerKey(), 400u);
+  pool.setLimits(100, 60);
+  std::vector<int> theirs;
+  for (size_t i = 0; i < 50; ++i) {
+    Pair p = makePair(&loop_);
+    theirs.push_back(p.theirs);
+    pool.put("a", p.ours);
+  }
+  EXPECT_EQ(pool.idleCount(), 50u);
+  for (size_t i = 0; i < 20; ++i) {
+    Pair p = makePair(&loop_);
+    theirs.push_back(p.theirs);
+    pool.put("b", p.ours);
+  }
+  EXPECT_EQ(pool.idleCount(), 60u);  // the total bound, across keys
+  pool.close();
   uv_run(&loop_, UV_RUN_DEFAULT);
   for (int fd : theirs) {
     ::close(fd);
