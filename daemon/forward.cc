@@ -110,17 +110,18 @@ void ForwardExchange::begin() {
     pool_key_ = UpstreamPool::directKey(next_hop_);
   }
   if (rt_->pool != nullptr) {
-    if (uv_tcp_t* tcp = rt_->pool->take(pool_key_)) {
-      sockaddr_storage peer{};
-      int len = sizeof(peer);
-      bool known = uv_tcp_getpeername(tcp, reinterpret_cast<sockaddr*>(&peer), &len) == 0;
-      const auto* peer_addr = reinterpret_cast<const sockaddr*>(&peer);
+    if (uv_tcp_t* tcp = rt_->pool->take(pool_key_, this, &upstream_peer_)) {
+      // Still reading: the pool hands its reads over to us.
+      upstream_reading_ = true;
+      bool known = upstream_peer_.ss_family != AF_UNSPEC;
+      const auto* peer_addr = reinterpret_cast<const sockaddr*>(&upstream_peer_);
       // The pooled connection was opened for an earlier request, perhaps
       // under a rule with allow_private or an older config: this request's
       // destination policy is applied to its address again. A refused one
       // is dropped, and the fresh resolution below answers the 403.
       if (known && !via_parent_ && config_->config().access.deny_private_destinations &&
           !decision_.allow_private && isPrivateDestination(peer_addr)) {
+        upstream_reading_ = false;
         closeAndDelete(asHandle(tcp));
         connectNextHop();
         return;
@@ -203,15 +204,17 @@ void ForwardExchange::onConnected(ConnectResult&& result) {
     fail(std::move(e));
     return;
   }
+  upstream_peer_ = result.peer;
   record_.resolved = formatAddress(reinterpret_cast<const sockaddr*>(&result.peer));
+  // Once per connection: a pooled one keeps it for every later request.
+  uv_tcp_nodelay(result.tcp, 1);
   attachUpstream(result.tcp);
   sendHead();
 }
 
 void ForwardExchange::attachUpstream(uv_tcp_t* tcp) {
   upstream_ = tcp;
-  upstream_->data = this;
-  uv_tcp_nodelay(upstream_, 1);
+  setUpstreamReader(upstream_, this);
   phase_ = Phase::kExchanging;
 }
 
@@ -242,9 +245,12 @@ void ForwardExchange::sendHead() {
   request_head_bytes_ = serializeRequestHead(head_.method, target, headers);
   head_sent_ = true;
   writeUpstream(request_head_bytes_);
-  if (startRead<&ForwardExchange::onUpstreamRead, ForwardExchange>(asStream(upstream_)) != 0) {
-    deferFailure("cannot read from the connection");
-    return;
+  if (!upstream_reading_) {
+    if (startUpstreamRead(upstream_) != 0) {
+      deferFailure("cannot read from the connection");
+      return;
+    }
+    upstream_reading_ = true;
   }
   armTimer(request_complete_ ? TimerMode::kResponse : TimerMode::kIdle);
   if (!body_resumed_ && conn_ != nullptr) {
@@ -520,6 +526,7 @@ void ForwardExchange::throttleUpstreamIfBehind() {
   if (!upstream_throttled_ && conn_ != nullptr && upstream_ != nullptr &&
       conn_->clientWriteQueueSize() > kHighWater) {
     upstream_throttled_ = true;
+    upstream_reading_ = false;
     uv_read_stop(asStream(upstream_));
   }
 }
@@ -537,7 +544,7 @@ void ForwardExchange::onClientWritten() {
   if (upstream_throttled_ && conn_ != nullptr && upstream_ != nullptr &&
       phase_ == Phase::kExchanging && conn_->clientWriteQueueSize() <= kLowWater) {
     upstream_throttled_ = false;
-    startRead<&ForwardExchange::onUpstreamRead, ForwardExchange>(asStream(upstream_));
+    upstream_reading_ = startUpstreamRead(upstream_) == 0;
   }
 }
 
@@ -653,6 +660,7 @@ void ForwardExchange::upstreamBroke(const std::string& why) {
     upstream_->data = nullptr;
     closeAndDelete(asHandle(upstream_));
     upstream_ = nullptr;
+    upstream_reading_ = false;
     reader_.reset();
     connectNextHop();
     return;
@@ -728,13 +736,17 @@ void ForwardExchange::finish() {
                   rt_->pool != nullptr && upstream_ != nullptr;
   logOnce("upstream");
   uv_timer_stop(&timer_);
-  if (upstream_ != nullptr) {
+  bool pool_now = reusable && upstream_writes_pending_ == 0;
+  if (upstream_ != nullptr && upstream_reading_ && !pool_now) {
+    // A connection going straight to the pool stays read: the pool takes
+    // over its reads without a restart.
     uv_read_stop(asStream(upstream_));
+    upstream_reading_ = false;
   }
   // Pool first: a pipelined next request of this very client may want it.
   bool keep_for_pool = false;
   if (reusable) {
-    if (upstream_writes_pending_ == 0) {
+    if (pool_now) {
       releaseUpstream();
     } else {
       keep_for_pool = true;
@@ -763,7 +775,8 @@ void ForwardExchange::detach(const char* closed_by) {
 
 void ForwardExchange::releaseUpstream() {
   upstream_->data = nullptr;
-  rt_->pool->put(pool_key_, upstream_);
+  rt_->pool->put(pool_key_, upstream_, upstream_peer_, upstream_reading_);
+  upstream_reading_ = false;
   upstream_ = nullptr;
 }
 

@@ -33,7 +33,7 @@ namespace switchyard {
 
 class Connection;
 
-class ForwardExchange : public ResponseReader::Listener, public Exchange {
+class ForwardExchange : public ResponseReader::Listener, public Exchange, public UpstreamReader {
  public:
   enum class Phase {
     kResolving,   // waiting for the next hop's addresses
@@ -92,7 +92,7 @@ class ForwardExchange : public ResponseReader::Listener, public Exchange {
   void attachUpstream(uv_tcp_t* tcp);
   void sendHead();
   void onUpstreamWritten(int status, size_t bytes);
-  void onUpstreamRead(ssize_t nread, BufferRef block);
+  void onUpstreamRead(ssize_t nread, BufferRef block) override;
   ResponseReader::HeadAction onResponseHead(const ResponseHead& head) override;
   void onResponseBody(const char* at, size_t len) override;
   void throttleUpstreamIfBehind();
@@ -138,7 +138,8 @@ class ForwardExchange : public ResponseReader::Listener, public Exchange {
   std::string proxy_authorization_;  // "Basic ..." for the parent, or empty
   std::string pool_key_;
 
-  uv_tcp_t* upstream_ = nullptr;  // heap; pooled or closed at the end
+  uv_tcp_t* upstream_ = nullptr;      // heap; pooled or closed at the end
+  sockaddr_storage upstream_peer_{};  // what upstream_ is connected to
   uv_timer_t timer_;
   TimerMode timer_mode_ = TimerMode::kNone;
   std::string deferred_failure_;  // why, for kDeferredFailure
@@ -171,6 +172,7 @@ class ForwardExchange : public ResponseReader::Listener, public Exchange {
   bool chunk_to_client_ = false;     // re-chunk the response body
   bool head_request_ = false;        // HEAD: the response has no body
   bool upstream_throttled_ = false;  // upstream reads stopped (client slow)
+  bool upstream_reading_ = false;    // startUpstreamRead is active on upstream_
   int interim_responses_ = 0;
   bool client_throttled_ = false;   // client reads stopped (upstream slow)
   bool pool_when_written_ = false;  // pool the upstream once writes finish

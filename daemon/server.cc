@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -18,6 +19,7 @@
 #include "daemon/connection.h"
 #include "daemon/connector.h"
 #include "daemon/decision_log.h"
+#include "daemon/http_message.h"
 #include "daemon/metrics.h"
 #include "daemon/net_address.h"
 #include "daemon/proxy_status.h"
@@ -68,6 +70,16 @@ void sendAndClose(int fd, const ProxyError& error) {
   ssize_t ignored = ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
   (void)ignored;
   ::close(fd);
+}
+
+bool isWildcardAddress(const sockaddr_storage& addr) {
+  if (addr.ss_family == AF_INET) {
+    return reinterpret_cast<const sockaddr_in*>(&addr)->sin_addr.s_addr == htonl(INADDR_ANY);
+  }
+  if (addr.ss_family == AF_INET6) {
+    return IN6_IS_ADDR_UNSPECIFIED(&reinterpret_cast<const sockaddr_in6*>(&addr)->sin6_addr);
+  }
+  return true;
 }
 
 }  // namespace
@@ -188,6 +200,13 @@ void Server::addListener(int fd, const sockaddr_storage& bound) {
   listener->server = this;
   listener->fd = fd;
   listener->name = formatAddress(reinterpret_cast<const sockaddr*>(&bound));
+  if (!isWildcardAddress(bound)) {
+    listener->via_token = viaToken(listener->name);
+  }
+  // Linux copies TCP_NODELAY from the listener to each accepted socket
+  // (server_test checks it), which saves a setsockopt per connection.
+  int one = 1;
+  listener->nodelay = ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) == 0;
   uv_poll_init(loop_, &listener->poll, fd);
   listener->poll.data = listener.get();
   listeners_.push_back(std::move(listener));
@@ -305,13 +324,13 @@ void Server::onAcceptable(Listener& listener) {
       warnRateLimited(kWarnAccept, std::string("accept: ") + std::strerror(errno));
       return;
     }
-    admit(fd, peer);
+    admit(fd, peer, listener);
   }
   // More may be waiting: the poll handle reports the socket again on the
   // next loop turn, after the other handles had theirs.
 }
 
-void Server::admit(int fd, const sockaddr_storage& peer) {
+void Server::admit(int fd, const sockaddr_storage& peer, const Listener& listener) {
   const LiveConfig& live = *rt_.config;
   const rules::LimitsConfig& limits = live.config().limits;
   const auto* peer_addr = reinterpret_cast<const sockaddr*>(&peer);
@@ -359,7 +378,11 @@ void Server::admit(int fd, const sockaddr_storage& peer) {
     return;
   }
   ++accepted_;
-  Connection::start(&rt_, tcp, allowed);
+  Connection::Accepted accepted;
+  accepted.peer = peer_addr;
+  accepted.via_token = listener.via_token;
+  accepted.nodelay = listener.nodelay;
+  Connection::start(&rt_, tcp, allowed, accepted);
 }
 
 // Without a free descriptor, accept() fails while the connection stays
