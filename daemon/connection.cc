@@ -1004,6 +1004,14 @@ void Connection::softPauseReading() {
   soft_paused_ = reading_;
 }
 
+void Connection::writeToClientNow(WriteRequest* w) {
+  if (client_ != nullptr && phase_ != Phase::kClosing && writeNow(asStream(client_), w)) {
+    delete w;
+    return;
+  }
+  writeToClient(w);
+}
+
 // A read while soft-paused: kept for the parser, up to a bound.
 void Connection::holdInput(ssize_t nread, const BufferRef& block) {
   if (nread < 0) {

@@ -74,6 +74,10 @@ class Connection : public Session {
   void pauseClientReads();
   void resumeClientReads();
   void writeToClient(WriteRequest* w);
+  // The same, written at once when the socket takes it all (writeNow): no
+  // completion follows, so the exchange's onClientWritten is not called
+  // for it (nothing was queued that could release backpressure).
+  void writeToClientNow(WriteRequest* w);
   size_t clientWriteQueueSize() const;
   // The exchange has queued its whole response (or an error response) and
   // logged its record. `keep_client`: the next request may follow.

@@ -317,9 +317,15 @@ void ForwardExchange::writeUpstream(std::string bytes) {
   if (upstream_ == nullptr) {
     return;
   }
+  WriteRequest* w = makeWrite(std::move(bytes));
+  if (writeNow(asStream(upstream_), w)) {
+    delete w;
+    last_activity_ms_ = uv_now(rt_->loop());
+    return;
+  }
   ++upstream_writes_pending_;
-  int rc = submitWrite<&ForwardExchange::onUpstreamWritten, ForwardExchange>(
-      asStream(upstream_), this, makeWrite(std::move(bytes)));
+  int rc = submitWrite<&ForwardExchange::onUpstreamWritten, ForwardExchange>(asStream(upstream_),
+                                                                             this, w);
   if (rc != 0) {
     --upstream_writes_pending_;
     deferFailure(std::string("write failed: ") + uv_strerror(rc));
@@ -360,6 +366,7 @@ void ForwardExchange::onUpstreamRead(ssize_t nread, BufferRef block) {
   if (nread < 0) {
     if (reader_.started()) {
       ResponseReader::Result result = reader_.finish();
+      flushClientOutput();
       if (result.kind == ResponseReader::Result::Kind::kPaused && response_complete_) {
         upstream_eof_ = true;
         finish();
@@ -379,6 +386,7 @@ void ForwardExchange::onUpstreamRead(ssize_t nread, BufferRef block) {
   }
   current_block_ = std::move(block);
   ResponseReader::Result result = reader_.feed(current_block_.data(), static_cast<size_t>(nread));
+  flushClientOutput();
   current_block_ = BufferRef();  // the client writes hold their own references
   if (phase_ == Phase::kDone) {
     return;
@@ -441,8 +449,7 @@ ResponseReader::HeadAction ForwardExchange::onResponseHead(const ResponseHead& h
       std::string bytes = serializeResponseHead(
           head.status, head.reason.empty() ? reasonPhrase(head.status) : head.reason, headers);
       record_.bytes_out += bytes.size();
-      conn_->writeToClient(makeWrite(std::move(bytes)));
-      throttleUpstreamIfBehind();
+      queueClientText(std::move(bytes));
     }
     return ResponseReader::HeadAction::kBody;
   }
@@ -502,9 +509,7 @@ ResponseReader::HeadAction ForwardExchange::onResponseHead(const ResponseHead& h
   std::string bytes = serializeResponseHead(
       head.status, head.reason.empty() ? reasonPhrase(head.status) : head.reason, headers);
   record_.bytes_out += bytes.size();
-  if (conn_ != nullptr) {
-    conn_->writeToClient(makeWrite(std::move(bytes)));
-  }
+  queueClientText(std::move(bytes));
   return no_body ? ResponseReader::HeadAction::kNoBody : ResponseReader::HeadAction::kBody;
 }
 
@@ -512,11 +517,55 @@ void ForwardExchange::onResponseBody(const char* at, size_t len) {
   if (conn_ == nullptr || len == 0) {
     return;
   }
-  WriteRequest* w = chunk_to_client_
-                        ? makeWrite(hexSize(len) + "\r\n", current_block_, at, len, "\r\n")
-                        : makeWrite(std::string(), current_block_, at, len, std::string());
-  record_.bytes_out += w->bytes();
-  conn_->writeToClient(w);
+  std::string prefix = chunk_to_client_ ? hexSize(len) + "\r\n" : std::string();
+  std::string suffix = chunk_to_client_ ? "\r\n" : std::string();
+  record_.bytes_out += prefix.size() + len + suffix.size();
+  queueClientBody(std::move(prefix), at, len, std::move(suffix));
+}
+
+void ForwardExchange::queueClientText(std::string text) {
+  if (conn_ == nullptr) {
+    return;
+  }
+  if (client_out_ == nullptr) {
+    client_out_ = makeWrite(std::move(text));
+  } else if (client_out_->middle.len == 0) {
+    client_out_->head += text;
+  } else {
+    client_out_->tail += text;
+  }
+}
+
+// A write holds one piece of a read block: a second piece in the same read
+// (several chunks) sends what was gathered first.
+void ForwardExchange::queueClientBody(std::string prefix, const char* at, size_t len,
+                                      std::string suffix) {
+  if (client_out_ != nullptr && client_out_->middle.len > 0) {
+    flushClientOutput();
+  }
+  if (conn_ == nullptr) {
+    return;
+  }
+  if (client_out_ == nullptr) {
+    client_out_ = makeWrite(std::string());
+  }
+  client_out_->head += prefix;
+  client_out_->block = current_block_;
+  client_out_->middle = uv_buf_init(const_cast<char*>(at), static_cast<unsigned>(len));
+  client_out_->tail = std::move(suffix);
+}
+
+void ForwardExchange::flushClientOutput() {
+  WriteRequest* w = client_out_;
+  client_out_ = nullptr;
+  if (w == nullptr) {
+    return;
+  }
+  if (conn_ == nullptr) {
+    delete w;
+    return;
+  }
+  conn_->writeToClientNow(w);
   throttleUpstreamIfBehind();
 }
 
@@ -535,7 +584,7 @@ void ForwardExchange::onResponseComplete() {
   response_complete_ = true;
   if (chunk_to_client_ && conn_ != nullptr) {
     record_.bytes_out += 5;
-    conn_->writeToClient(makeWrite("0\r\n\r\n"));
+    queueClientText("0\r\n\r\n");
   }
 }
 
@@ -810,6 +859,8 @@ void ForwardExchange::dispose() {
     return;
   }
   disposed_ = true;
+  delete client_out_;
+  client_out_ = nullptr;
   if (resolve_id_ != 0) {
     rt_->resolver->cancel(resolve_id_);
     resolve_id_ = 0;

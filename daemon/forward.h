@@ -96,6 +96,11 @@ class ForwardExchange : public ResponseReader::Listener, public Exchange, public
   ResponseReader::HeadAction onResponseHead(const ResponseHead& head) override;
   void onResponseBody(const char* at, size_t len) override;
   void throttleUpstreamIfBehind();
+  // Client output gathered while one upstream read is parsed (head, body
+  // piece, chunk framing) goes out as one write at the end of that read.
+  void queueClientText(std::string text);
+  void queueClientBody(std::string prefix, const char* at, size_t len, std::string suffix);
+  void flushClientOutput();
   void onResponseComplete() override;
   void onTimer();
   void finish();
@@ -149,7 +154,8 @@ class ForwardExchange : public ResponseReader::Listener, public Exchange, public
   BufferRef current_block_;  // the upstream read being parsed
   uint64_t resolve_id_ = 0;
   uint64_t connect_id_ = 0;
-  std::string request_head_bytes_;  // kept for one retry on a stale pooled connection
+  std::string request_head_bytes_;      // kept for one retry on a stale pooled connection
+  WriteRequest* client_out_ = nullptr;  // gathered for the client (flushClientOutput)
   uint64_t last_activity_ms_ = 0;
   int pending_closes_ = 0;
   size_t upstream_writes_pending_ = 0;
