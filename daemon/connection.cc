@@ -4,7 +4,9 @@
 // that the decision (and the connection to the next hop) exists before any
 // body byte is consumed, and after the whole request, so that a pipelined
 // next request waits until this one is answered. Bytes read past a pause
-// wait in pending_input_ and client reads stop meanwhile; that is our
+// wait in pending_input_. Client reads go on meanwhile (a soft pause:
+// stopping and restarting them would cost two epoll_ctl calls per request)
+// up to kMaxPendingInput, after which they really stop; that is our
 // backpressure on clients that pipeline.
 //
 // Every answer of our own goes through respondError() and thus through
