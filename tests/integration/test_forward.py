@@ -6,8 +6,8 @@ import socket
 import tempfile
 import unittest
 
-from harness import (Daemon, Origin, curl, pattern_sha256, proxy_config, raw_exchange,
-                     recv_all, wait_until)
+from harness import (Daemon, Origin, TcpServer, curl, pattern_sha256, proxy_config,
+                     proxy_get, raw_exchange, recv_all, recv_until, wait_until)
 
 
 class ForwardTest(unittest.TestCase):
@@ -229,6 +229,34 @@ class ForwardTest(unittest.TestCase):
             j = reply.find(body, pos)
             self.assertGreaterEqual(j, 0, "answer %d missing" % i)
             pos = j + len(body)
+
+    def test_pooled_connection_closed_on_its_next_request_is_retried_once(self):
+        # The origin's first connection answers one request, keeps the
+        # connection, then closes it on the next request without a word: the
+        # proxy (which took it from the pool, still reading) sends the GET
+        # again on a new connection, and the client never notices.
+        connections = []
+
+        def handler(conn):
+            index = len(connections)
+            connections.append(conn)
+            while True:
+                req = recv_until(conn, b"\r\n\r\n")
+                if not req.endswith(b"\r\n\r\n"):
+                    return
+                if index == 0 and b"/second" in req:
+                    return  # closes without answering
+                body = b"answer %d\n" % index
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+
+        with TcpServer(handler) as origin:
+            first = proxy_get(self.daemon.port, "http://127.0.0.1:%d/first" % origin.port)
+            self.assertEqual(first.status, 200, first.raw)
+            self.assertEqual(first.body, b"answer 0\n")
+            second = proxy_get(self.daemon.port, "http://127.0.0.1:%d/second" % origin.port)
+            self.assertEqual(second.status, 200, second.raw)
+            self.assertEqual(second.body, b"answer 1\n")
+            self.assertEqual(len(connections), 2)
 
     def test_origin_form_that_is_no_goproxy_path_is_404(self):
         # Origin-form requests are for switchyard as a GOPROXY server
