@@ -4,7 +4,9 @@
 // that the decision (and the connection to the next hop) exists before any
 // body byte is consumed, and after the whole request, so that a pipelined
 // next request waits until this one is answered. Bytes read past a pause
-// wait in pending_input_ and client reads stop meanwhile; that is our
+// wait in pending_input_. Client reads go on meanwhile (a soft pause:
+// stopping and restarting them would cost two epoll_ctl calls per request)
+// up to kMaxPendingInput, after which they really stop; that is our
 // backpressure on clients that pipeline.
 //
 // Every answer of our own goes through respondError() and thus through
@@ -77,13 +79,13 @@ ProxyError badRequest(std::string reason, std::string details) {
 // ---------------------------------------------------------------------------
 // Start and the read path.
 
-void Connection::start(Runtime* rt, uv_tcp_t* client, bool allowed) {
-  auto* conn = new Connection(rt, client, allowed);
+void Connection::start(Runtime* rt, uv_tcp_t* client, bool allowed, const Accepted& accepted) {
+  auto* conn = new Connection(rt, client, allowed, accepted);
   conn->startReading();
   conn->armHeaderTimer();
 }
 
-Connection::Connection(Runtime* rt, uv_tcp_t* client, bool allowed)
+Connection::Connection(Runtime* rt, uv_tcp_t* client, bool allowed, const Accepted& accepted)
     : rt_(rt),
       config_(rt->config),
       client_(client),
@@ -94,10 +96,14 @@ Connection::Connection(Runtime* rt, uv_tcp_t* client, bool allowed)
   timer_.data = this;
   llhttp_init(&parser_, HTTP_REQUEST, settings());
   parser_.data = this;
-  client_addr_ = socketAddress(client_, /*peer=*/true);
+  client_addr_ = accepted.peer != nullptr ? formatAddress(accepted.peer)
+                                          : socketAddress(client_, /*peer=*/true);
   client_ip_ = ipOf(client_addr_);
-  via_token_ = viaToken(socketAddress(client_, /*peer=*/false));
-  uv_tcp_nodelay(client_, 1);
+  via_token_ = !accepted.via_token.empty() ? accepted.via_token
+                                           : viaToken(socketAddress(client_, /*peer=*/false));
+  if (!accepted.nodelay) {
+    uv_tcp_nodelay(client_, 1);
+  }
   rt_->addSession(this);
   rt_->addClientConnection(client_ip_);
 }
@@ -105,6 +111,10 @@ Connection::Connection(Runtime* rt, uv_tcp_t* client, bool allowed)
 void Connection::onClientRead(ssize_t nread, BufferRef block) {
   if (nread == 0) {
     return;  // EAGAIN: nothing this time
+  }
+  if (soft_paused_) {
+    holdInput(nread, block);
+    return;
   }
   if (nread < 0) {
     // EOF or a reset. A half-sent request cannot be answered usefully, and
@@ -147,7 +157,7 @@ void Connection::feed(const char* data, size_t len) {
       // or the next (pipelined) request, kept until we get to it.
       const char* pos = llhttp_get_error_pos(&parser_);
       pending_input_.assign(pos, end);
-      stopReading();
+      softPauseReading();
       if (next_request_deferred_) {
         next_request_deferred_ = false;
         nextRequest();
@@ -1165,8 +1175,20 @@ void Connection::abort() {
   close();
 }
 
+// Where the old stop/start pair restarted reading. An end the soft pause
+// held back is acted on here, where reading again would have found it.
 void Connection::startReading() {
-  if (reading_ || client_ == nullptr || phase_ == Phase::kClosing) {
+  soft_paused_ = false;
+  if (client_ == nullptr || phase_ == Phase::kClosing) {
+    return;
+  }
+  if (deferred_end_ != 0) {
+    ssize_t end = deferred_end_;
+    deferred_end_ = 0;
+    onClientRead(end, BufferRef());
+    return;
+  }
+  if (reading_) {
     return;
   }
   if (startRead<&Connection::onClientRead, Connection>(asStream(client_)) == 0) {
@@ -1175,10 +1197,38 @@ void Connection::startReading() {
 }
 
 void Connection::stopReading() {
+  soft_paused_ = false;
   if (reading_ && client_ != nullptr) {
     uv_read_stop(asStream(client_));
   }
   reading_ = false;
+}
+
+void Connection::softPauseReading() {
+  soft_paused_ = reading_;
+}
+
+void Connection::writeToClientNow(WriteRequest* w) {
+  if (client_ != nullptr && phase_ != Phase::kClosing && writeNow(asStream(client_), w)) {
+    delete w;
+    return;
+  }
+  writeToClient(w);
+}
+
+// A read while soft-paused: kept for the parser, up to a bound.
+void Connection::holdInput(ssize_t nread, const BufferRef& block) {
+  if (nread < 0) {
+    // libuv has stopped reading by itself.
+    reading_ = false;
+    soft_paused_ = false;
+    deferred_end_ = nread;
+    return;
+  }
+  pending_input_.append(block.data(), static_cast<size_t>(nread));
+  if (pending_input_.size() >= kMaxPendingInput) {
+    stopReading();
+  }
 }
 
 void Connection::close() {

@@ -49,9 +49,24 @@ class Connection : public Session {
   // method token this long gets 501 without waiting for its end.
   static constexpr size_t kMaxMethodBytes = 32;
 
+  // Bytes read ahead of the parser (a pipelined request arriving while the
+  // current one is in flight) kept before client reads really stop.
+  static constexpr size_t kMaxPendingInput = 64 * 1024;
+
+  // What the acceptor already knows about a socket; each fact given saves a
+  // syscall per connection.
+  struct Accepted {
+    const sockaddr* peer = nullptr;  // the peer's address (else getpeername)
+    std::string via_token;           // our Via token for its listener (else getsockname)
+    bool nodelay = false;            // TCP_NODELAY is on (inherited from the listener)
+  };
+
   // Takes an accepted, initialised socket (heap-allocated; `data` unused)
   // and starts reading from it. `allowed`: the peer passed allow_clients.
-  static void start(Runtime* rt, uv_tcp_t* client, bool allowed);
+  static void start(Runtime* rt, uv_tcp_t* client, bool allowed, const Accepted& accepted);
+  static void start(Runtime* rt, uv_tcp_t* client, bool allowed) {
+    start(rt, client, allowed, Accepted());
+  }
 
   // Session
   void drain() override;
@@ -64,6 +79,10 @@ class Connection : public Session {
   void pauseClientReads();
   void resumeClientReads();
   void writeToClient(WriteRequest* w);
+  // The same, written at once when the socket takes it all (writeNow): no
+  // completion follows, so the exchange's onClientWritten is not called
+  // for it (nothing was queued that could release backpressure).
+  void writeToClientNow(WriteRequest* w);
   size_t clientWriteQueueSize() const;
   // The exchange has queued its whole response (or an error response) and
   // logged its record. `keep_client`: the next request may follow.
@@ -73,7 +92,7 @@ class Connection : public Session {
   bool draining() const { return draining_; }
 
  private:
-  Connection(Runtime* rt, uv_tcp_t* client, bool allowed);
+  Connection(Runtime* rt, uv_tcp_t* client, bool allowed, const Accepted& accepted);
   ~Connection() override = default;
 
   // The callback chain.
@@ -123,6 +142,8 @@ class Connection : public Session {
   // Helpers.
   void startReading();
   void stopReading();
+  void softPauseReading();
+  void holdInput(ssize_t nread, const BufferRef& block);
   bool countHeadBytes(size_t len);
   DecisionRecord newRecord() const;
   // Answers the current request through recordError(), logs the record and
@@ -164,8 +185,15 @@ class Connection : public Session {
   size_t writes_pending_ = 0;  // uv_write requests not yet completed
 
   // Flags, each true while:
-  bool client_allowed_;                 // the peer passed access.allow_clients
-  bool reading_ = false;                // uv_read_start is active on the client
+  bool client_allowed_;   // the peer passed access.allow_clients
+  bool reading_ = false;  // uv_read_start is active on the client
+  // Soft pause: the parser waits (after a head or a whole request) but libuv
+  // keeps reading, because stopping and restarting costs epoll_ctl calls on
+  // every request. What arrives meanwhile goes to pending_input_; past
+  // kMaxPendingInput reads really stop. Backpressure (pauseClientReads)
+  // always really stops.
+  bool soft_paused_ = false;
+  ssize_t deferred_end_ = 0;  // EOF or error read while soft-paused, acted on when reading resumes
   bool request_started_ = false;        // a byte of the current request arrived
   bool head_complete_ = false;          // the current request's head is parsed
   bool request_complete_ = false;       // the current request's body has ended

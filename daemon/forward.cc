@@ -110,17 +110,18 @@ void ForwardExchange::begin() {
     pool_key_ = UpstreamPool::directKey(next_hop_);
   }
   if (rt_->pool != nullptr) {
-    if (uv_tcp_t* tcp = rt_->pool->take(pool_key_)) {
-      sockaddr_storage peer{};
-      int len = sizeof(peer);
-      bool known = uv_tcp_getpeername(tcp, reinterpret_cast<sockaddr*>(&peer), &len) == 0;
-      const auto* peer_addr = reinterpret_cast<const sockaddr*>(&peer);
+    if (uv_tcp_t* tcp = rt_->pool->take(pool_key_, this, &upstream_peer_)) {
+      // Still reading: the pool hands its reads over to us.
+      upstream_reading_ = true;
+      bool known = upstream_peer_.ss_family != AF_UNSPEC;
+      const auto* peer_addr = reinterpret_cast<const sockaddr*>(&upstream_peer_);
       // The pooled connection was opened for an earlier request, perhaps
       // under a rule with allow_private or an older config: this request's
       // destination policy is applied to its address again. A refused one
       // is dropped, and the fresh resolution below answers the 403.
       if (known && !via_parent_ && config_->config().access.deny_private_destinations &&
           !decision_.allow_private && isPrivateDestination(peer_addr)) {
+        upstream_reading_ = false;
         closeAndDelete(asHandle(tcp));
         connectNextHop();
         return;
@@ -203,15 +204,17 @@ void ForwardExchange::onConnected(ConnectResult&& result) {
     fail(std::move(e));
     return;
   }
+  upstream_peer_ = result.peer;
   record_.resolved = formatAddress(reinterpret_cast<const sockaddr*>(&result.peer));
+  // Once per connection: a pooled one keeps it for every later request.
+  uv_tcp_nodelay(result.tcp, 1);
   attachUpstream(result.tcp);
   sendHead();
 }
 
 void ForwardExchange::attachUpstream(uv_tcp_t* tcp) {
   upstream_ = tcp;
-  upstream_->data = this;
-  uv_tcp_nodelay(upstream_, 1);
+  setUpstreamReader(upstream_, this);
   phase_ = Phase::kExchanging;
 }
 
@@ -242,9 +245,12 @@ void ForwardExchange::sendHead() {
   request_head_bytes_ = serializeRequestHead(head_.method, target, headers);
   head_sent_ = true;
   writeUpstream(request_head_bytes_);
-  if (startRead<&ForwardExchange::onUpstreamRead, ForwardExchange>(asStream(upstream_)) != 0) {
-    deferFailure("cannot read from the connection");
-    return;
+  if (!upstream_reading_) {
+    if (startUpstreamRead(upstream_) != 0) {
+      deferFailure("cannot read from the connection");
+      return;
+    }
+    upstream_reading_ = true;
   }
   armTimer(request_complete_ ? TimerMode::kResponse : TimerMode::kIdle);
   if (!body_resumed_ && conn_ != nullptr) {
@@ -311,9 +317,15 @@ void ForwardExchange::writeUpstream(std::string bytes) {
   if (upstream_ == nullptr) {
     return;
   }
+  WriteRequest* w = makeWrite(std::move(bytes));
+  if (writeNow(asStream(upstream_), w)) {
+    delete w;
+    last_activity_ms_ = uv_now(rt_->loop());
+    return;
+  }
   ++upstream_writes_pending_;
-  int rc = submitWrite<&ForwardExchange::onUpstreamWritten, ForwardExchange>(
-      asStream(upstream_), this, makeWrite(std::move(bytes)));
+  int rc = submitWrite<&ForwardExchange::onUpstreamWritten, ForwardExchange>(asStream(upstream_),
+                                                                             this, w);
   if (rc != 0) {
     --upstream_writes_pending_;
     deferFailure(std::string("write failed: ") + uv_strerror(rc));
@@ -354,6 +366,7 @@ void ForwardExchange::onUpstreamRead(ssize_t nread, BufferRef block) {
   if (nread < 0) {
     if (reader_.started()) {
       ResponseReader::Result result = reader_.finish();
+      flushClientOutput();
       if (result.kind == ResponseReader::Result::Kind::kPaused && response_complete_) {
         upstream_eof_ = true;
         finish();
@@ -373,6 +386,7 @@ void ForwardExchange::onUpstreamRead(ssize_t nread, BufferRef block) {
   }
   current_block_ = std::move(block);
   ResponseReader::Result result = reader_.feed(current_block_.data(), static_cast<size_t>(nread));
+  flushClientOutput();
   current_block_ = BufferRef();  // the client writes hold their own references
   if (phase_ == Phase::kDone) {
     return;
@@ -435,8 +449,7 @@ ResponseReader::HeadAction ForwardExchange::onResponseHead(const ResponseHead& h
       std::string bytes = serializeResponseHead(
           head.status, head.reason.empty() ? reasonPhrase(head.status) : head.reason, headers);
       record_.bytes_out += bytes.size();
-      conn_->writeToClient(makeWrite(std::move(bytes)));
-      throttleUpstreamIfBehind();
+      queueClientText(std::move(bytes));
     }
     return ResponseReader::HeadAction::kBody;
   }
@@ -496,9 +509,7 @@ ResponseReader::HeadAction ForwardExchange::onResponseHead(const ResponseHead& h
   std::string bytes = serializeResponseHead(
       head.status, head.reason.empty() ? reasonPhrase(head.status) : head.reason, headers);
   record_.bytes_out += bytes.size();
-  if (conn_ != nullptr) {
-    conn_->writeToClient(makeWrite(std::move(bytes)));
-  }
+  queueClientText(std::move(bytes));
   return no_body ? ResponseReader::HeadAction::kNoBody : ResponseReader::HeadAction::kBody;
 }
 
@@ -506,11 +517,55 @@ void ForwardExchange::onResponseBody(const char* at, size_t len) {
   if (conn_ == nullptr || len == 0) {
     return;
   }
-  WriteRequest* w = chunk_to_client_
-                        ? makeWrite(hexSize(len) + "\r\n", current_block_, at, len, "\r\n")
-                        : makeWrite(std::string(), current_block_, at, len, std::string());
-  record_.bytes_out += w->bytes();
-  conn_->writeToClient(w);
+  std::string prefix = chunk_to_client_ ? hexSize(len) + "\r\n" : std::string();
+  std::string suffix = chunk_to_client_ ? "\r\n" : std::string();
+  record_.bytes_out += prefix.size() + len + suffix.size();
+  queueClientBody(std::move(prefix), at, len, std::move(suffix));
+}
+
+void ForwardExchange::queueClientText(std::string text) {
+  if (conn_ == nullptr) {
+    return;
+  }
+  if (client_out_ == nullptr) {
+    client_out_ = makeWrite(std::move(text));
+  } else if (client_out_->middle.len == 0) {
+    client_out_->head += text;
+  } else {
+    client_out_->tail += text;
+  }
+}
+
+// A write holds one piece of a read block: a second piece in the same read
+// (several chunks) sends what was gathered first.
+void ForwardExchange::queueClientBody(std::string prefix, const char* at, size_t len,
+                                      std::string suffix) {
+  if (client_out_ != nullptr && client_out_->middle.len > 0) {
+    flushClientOutput();
+  }
+  if (conn_ == nullptr) {
+    return;
+  }
+  if (client_out_ == nullptr) {
+    client_out_ = makeWrite(std::string());
+  }
+  client_out_->head += prefix;
+  client_out_->block = current_block_;
+  client_out_->middle = uv_buf_init(const_cast<char*>(at), static_cast<unsigned>(len));
+  client_out_->tail = std::move(suffix);
+}
+
+void ForwardExchange::flushClientOutput() {
+  WriteRequest* w = client_out_;
+  client_out_ = nullptr;
+  if (w == nullptr) {
+    return;
+  }
+  if (conn_ == nullptr) {
+    delete w;
+    return;
+  }
+  conn_->writeToClientNow(w);
   throttleUpstreamIfBehind();
 }
 
@@ -520,6 +575,7 @@ void ForwardExchange::throttleUpstreamIfBehind() {
   if (!upstream_throttled_ && conn_ != nullptr && upstream_ != nullptr &&
       conn_->clientWriteQueueSize() > kHighWater) {
     upstream_throttled_ = true;
+    upstream_reading_ = false;
     uv_read_stop(asStream(upstream_));
   }
 }
@@ -528,7 +584,7 @@ void ForwardExchange::onResponseComplete() {
   response_complete_ = true;
   if (chunk_to_client_ && conn_ != nullptr) {
     record_.bytes_out += 5;
-    conn_->writeToClient(makeWrite("0\r\n\r\n"));
+    queueClientText("0\r\n\r\n");
   }
 }
 
@@ -537,7 +593,7 @@ void ForwardExchange::onClientWritten() {
   if (upstream_throttled_ && conn_ != nullptr && upstream_ != nullptr &&
       phase_ == Phase::kExchanging && conn_->clientWriteQueueSize() <= kLowWater) {
     upstream_throttled_ = false;
-    startRead<&ForwardExchange::onUpstreamRead, ForwardExchange>(asStream(upstream_));
+    upstream_reading_ = startUpstreamRead(upstream_) == 0;
   }
 }
 
@@ -653,6 +709,7 @@ void ForwardExchange::upstreamBroke(const std::string& why) {
     upstream_->data = nullptr;
     closeAndDelete(asHandle(upstream_));
     upstream_ = nullptr;
+    upstream_reading_ = false;
     reader_.reset();
     connectNextHop();
     return;
@@ -728,13 +785,17 @@ void ForwardExchange::finish() {
                   rt_->pool != nullptr && upstream_ != nullptr;
   logOnce("upstream");
   uv_timer_stop(&timer_);
-  if (upstream_ != nullptr) {
+  bool pool_now = reusable && upstream_writes_pending_ == 0;
+  if (upstream_ != nullptr && upstream_reading_ && !pool_now) {
+    // A connection going straight to the pool stays read: the pool takes
+    // over its reads without a restart.
     uv_read_stop(asStream(upstream_));
+    upstream_reading_ = false;
   }
   // Pool first: a pipelined next request of this very client may want it.
   bool keep_for_pool = false;
   if (reusable) {
-    if (upstream_writes_pending_ == 0) {
+    if (pool_now) {
       releaseUpstream();
     } else {
       keep_for_pool = true;
@@ -763,7 +824,8 @@ void ForwardExchange::detach(const char* closed_by) {
 
 void ForwardExchange::releaseUpstream() {
   upstream_->data = nullptr;
-  rt_->pool->put(pool_key_, upstream_);
+  rt_->pool->put(pool_key_, upstream_, upstream_peer_, upstream_reading_);
+  upstream_reading_ = false;
   upstream_ = nullptr;
 }
 
@@ -797,6 +859,8 @@ void ForwardExchange::dispose() {
     return;
   }
   disposed_ = true;
+  delete client_out_;
+  client_out_ = nullptr;
   if (resolve_id_ != 0) {
     rt_->resolver->cancel(resolve_id_);
     resolve_id_ = 0;

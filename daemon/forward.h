@@ -33,7 +33,7 @@ namespace switchyard {
 
 class Connection;
 
-class ForwardExchange : public ResponseReader::Listener, public Exchange {
+class ForwardExchange : public ResponseReader::Listener, public Exchange, public UpstreamReader {
  public:
   enum class Phase {
     kResolving,   // waiting for the next hop's addresses
@@ -92,10 +92,15 @@ class ForwardExchange : public ResponseReader::Listener, public Exchange {
   void attachUpstream(uv_tcp_t* tcp);
   void sendHead();
   void onUpstreamWritten(int status, size_t bytes);
-  void onUpstreamRead(ssize_t nread, BufferRef block);
+  void onUpstreamRead(ssize_t nread, BufferRef block) override;
   ResponseReader::HeadAction onResponseHead(const ResponseHead& head) override;
   void onResponseBody(const char* at, size_t len) override;
   void throttleUpstreamIfBehind();
+  // Client output gathered while one upstream read is parsed (head, body
+  // piece, chunk framing) goes out as one write at the end of that read.
+  void queueClientText(std::string text);
+  void queueClientBody(std::string prefix, const char* at, size_t len, std::string suffix);
+  void flushClientOutput();
   void onResponseComplete() override;
   void onTimer();
   void finish();
@@ -138,7 +143,8 @@ class ForwardExchange : public ResponseReader::Listener, public Exchange {
   std::string proxy_authorization_;  // "Basic ..." for the parent, or empty
   std::string pool_key_;
 
-  uv_tcp_t* upstream_ = nullptr;  // heap; pooled or closed at the end
+  uv_tcp_t* upstream_ = nullptr;      // heap; pooled or closed at the end
+  sockaddr_storage upstream_peer_{};  // what upstream_ is connected to
   uv_timer_t timer_;
   TimerMode timer_mode_ = TimerMode::kNone;
   std::string deferred_failure_;  // why, for kDeferredFailure
@@ -148,7 +154,8 @@ class ForwardExchange : public ResponseReader::Listener, public Exchange {
   BufferRef current_block_;  // the upstream read being parsed
   uint64_t resolve_id_ = 0;
   uint64_t connect_id_ = 0;
-  std::string request_head_bytes_;  // kept for one retry on a stale pooled connection
+  std::string request_head_bytes_;      // kept for one retry on a stale pooled connection
+  WriteRequest* client_out_ = nullptr;  // gathered for the client (flushClientOutput)
   uint64_t last_activity_ms_ = 0;
   int pending_closes_ = 0;
   size_t upstream_writes_pending_ = 0;
@@ -171,6 +178,7 @@ class ForwardExchange : public ResponseReader::Listener, public Exchange {
   bool chunk_to_client_ = false;     // re-chunk the response body
   bool head_request_ = false;        // HEAD: the response has no body
   bool upstream_throttled_ = false;  // upstream reads stopped (client slow)
+  bool upstream_reading_ = false;    // startUpstreamRead is active on upstream_
   int interim_responses_ = 0;
   bool client_throttled_ = false;   // client reads stopped (upstream slow)
   bool pool_when_written_ = false;  // pool the upstream once writes finish

@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
+#include <algorithm>
 #include <cassert>
 #include <cstddef>
 #include <cstring>
@@ -121,6 +122,37 @@ WriteRequest* makeWrite(std::string head, BufferRef block, const char* at, size_
   }
   w->tail = std::move(tail);
   return w;
+}
+
+bool writeNow(uv_stream_t* stream, WriteRequest* w) {
+  uv_buf_t bufs[3];
+  unsigned n = 0;
+  if (!w->head.empty()) {
+    bufs[n++] = uv_buf_init(w->head.data(), static_cast<unsigned>(w->head.size()));
+  }
+  if (w->middle.len > 0) {
+    bufs[n++] = w->middle;
+  }
+  if (!w->tail.empty()) {
+    bufs[n++] = uv_buf_init(w->tail.data(), static_cast<unsigned>(w->tail.size()));
+  }
+  if (n == 0) {
+    return true;
+  }
+  int written = uv_try_write(stream, bufs, n);
+  if (written <= 0) {
+    return false;  // EAGAIN, a queue ahead of us, or an error uv_write will report
+  }
+  auto left = static_cast<size_t>(written);
+  size_t from_head = std::min(left, w->head.size());
+  w->head.erase(0, from_head);
+  left -= from_head;
+  size_t from_middle = std::min(left, static_cast<size_t>(w->middle.len));
+  w->middle.base += from_middle;
+  w->middle.len -= from_middle;
+  left -= from_middle;
+  w->tail.erase(0, std::min(left, w->tail.size()));
+  return w->bytes() == 0;
 }
 
 void closeAndDelete(uv_handle_t* handle) {

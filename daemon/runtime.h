@@ -103,6 +103,14 @@ WriteRequest* makeWrite(std::string text);
 WriteRequest* makeWrite(std::string head, BufferRef block, const char* at, size_t len,
                         std::string tail);
 
+// Writes `w` at once with uv_try_write (one write/writev) when nothing is
+// queued on `stream`. True: all of it went out, and no completion will
+// follow (the caller frees `w`). False: `w` holds what is still to write
+// (possibly all of it), for submitWrite. This saves more than the queueing:
+// in libuv 1.44 every completed uv_write costs an EPOLL_CTL_MOD (the drain
+// "stops" POLLOUT and re-arms the descriptor).
+bool writeNow(uv_stream_t* stream, WriteRequest* w);
+
 // Starts `w` on `stream`; when it completes (or fails), calls
 // `(owner->*Method)(int status, size_t bytes)` and frees `w`. Returns the
 // uv_write error (then `w` is already freed and Method is not called).

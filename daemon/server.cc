@@ -2,12 +2,15 @@
 
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <ctime>
@@ -16,6 +19,7 @@
 #include "daemon/connection.h"
 #include "daemon/connector.h"
 #include "daemon/decision_log.h"
+#include "daemon/http_message.h"
 #include "daemon/metrics.h"
 #include "daemon/net_address.h"
 #include "daemon/proxy_status.h"
@@ -36,6 +40,21 @@ enum WarnKind { kWarnEmfile = 0, kWarnAccept = 1, kWarnLimit = 2, kWarnAcl = 3 }
 // own idle timeout.
 constexpr std::chrono::milliseconds kPoolIdleTimeout{30'000};
 
+// Idle upstream connections the pool may keep, per next hop and in all. A
+// client connection uses at most one upstream connection at a time, so
+// limits.max_connections idle ones let every client's next request find one
+// (a busy origin behind many keep-alive clients is the common case). Never
+// more than a quarter of the descriptors we may open: idle sockets must not
+// starve accept() or new upstream connections.
+size_t idleUpstreamBound(const rules::LimitsConfig& limits) {
+  size_t bound = limits.max_connections;
+  rlimit files{};
+  if (::getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur != RLIM_INFINITY) {
+    bound = std::min<size_t>(bound, files.rlim_cur / 4);
+  }
+  return std::max<size_t>(bound, 1);
+}
+
 std::string joinErrors(const std::vector<std::string>& errors) {
   std::string out;
   for (const std::string& e : errors) {
@@ -53,6 +72,16 @@ void sendAndClose(int fd, const ProxyError& error) {
   ::close(fd);
 }
 
+bool isWildcardAddress(const sockaddr_storage& addr) {
+  if (addr.ss_family == AF_INET) {
+    return reinterpret_cast<const sockaddr_in*>(&addr)->sin_addr.s_addr == htonl(INADDR_ANY);
+  }
+  if (addr.ss_family == AF_INET6) {
+    return IN6_IS_ADDR_UNSPECIFIED(&reinterpret_cast<const sockaddr_in6*>(&addr)->sin6_addr);
+  }
+  return true;
+}
+
 }  // namespace
 
 Server::Server(uv_loop_t* loop, LiveConfigPtr config, DecisionLog* decisions, Options options)
@@ -64,6 +93,8 @@ Server::Server(uv_loop_t* loop, LiveConfigPtr config, DecisionLog* decisions, Op
   connector_ = std::make_unique<Connector>(loop_);
   auto pool_idle = std::min(kPoolIdleTimeout, rt_.config->config().limits.idle_timeout);
   pool_ = std::make_unique<UpstreamPool>(loop_, pool_idle);
+  size_t idle_bound = idleUpstreamBound(rt_.config->config().limits);
+  pool_->setLimits(idle_bound, idle_bound);
   rt_.resolver = resolver_.get();
   rt_.connector = connector_.get();
   rt_.pool = pool_.get();
@@ -169,6 +200,13 @@ void Server::addListener(int fd, const sockaddr_storage& bound) {
   listener->server = this;
   listener->fd = fd;
   listener->name = formatAddress(reinterpret_cast<const sockaddr*>(&bound));
+  if (!isWildcardAddress(bound)) {
+    listener->via_token = viaToken(listener->name);
+  }
+  // Linux copies TCP_NODELAY from the listener to each accepted socket
+  // (server_test checks it), which saves a setsockopt per connection.
+  int one = 1;
+  listener->nodelay = ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) == 0;
   uv_poll_init(loop_, &listener->poll, fd);
   listener->poll.data = listener.get();
   listeners_.push_back(std::move(listener));
@@ -286,13 +324,13 @@ void Server::onAcceptable(Listener& listener) {
       warnRateLimited(kWarnAccept, std::string("accept: ") + std::strerror(errno));
       return;
     }
-    admit(fd, peer);
+    admit(fd, peer, listener);
   }
   // More may be waiting: the poll handle reports the socket again on the
   // next loop turn, after the other handles had theirs.
 }
 
-void Server::admit(int fd, const sockaddr_storage& peer) {
+void Server::admit(int fd, const sockaddr_storage& peer, const Listener& listener) {
   const LiveConfig& live = *rt_.config;
   const rules::LimitsConfig& limits = live.config().limits;
   const auto* peer_addr = reinterpret_cast<const sockaddr*>(&peer);
@@ -340,7 +378,11 @@ void Server::admit(int fd, const sockaddr_storage& peer) {
     return;
   }
   ++accepted_;
-  Connection::start(&rt_, tcp, allowed);
+  Connection::Accepted accepted;
+  accepted.peer = peer_addr;
+  accepted.via_token = listener.via_token;
+  accepted.nodelay = listener.nodelay;
+  Connection::start(&rt_, tcp, allowed, accepted);
 }
 
 // Without a free descriptor, accept() fails while the connection stays
@@ -505,6 +547,8 @@ bool Server::reloadConfig() {
   }
   spdlog::set_level(spdlog::level::from_str(new_config.log.level));
   resolver_->setOverrides(new_config.resolve);
+  size_t idle_bound = idleUpstreamBound(new_config.limits);
+  pool_->setLimits(idle_bound, idle_bound);
   rt_.config = std::move(live);
   spdlog::info("config reloaded (generation {})", generation);
   return true;

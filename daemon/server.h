@@ -98,13 +98,17 @@ class Server {
     int fd;
     uv_poll_t poll;
     std::string name;  // "127.0.0.1:3128"
+    // Our Via token for connections to it, when every one of them has the
+    // same local address (not a wildcard listener); else empty.
+    std::string via_token;
+    bool nodelay = false;  // TCP_NODELAY set: accepted sockets inherit it
     bool polling = false;
     void onClosed(uv_handle_t* handle);
   };
 
   void addListener(int fd, const sockaddr_storage& bound);
   void onAcceptable(Listener& listener);
-  void admit(int fd, const sockaddr_storage& peer);
+  void admit(int fd, const sockaddr_storage& peer, const Listener& listener);
   void emfileTrick(Listener& listener);
   void pauseAccepting();
   void resumeAccepting();

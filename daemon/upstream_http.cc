@@ -269,6 +269,18 @@ int ResponseReader::onMessageComplete(llhttp_t* parser) {
 // ---------------------------------------------------------------------------
 // UpstreamPool
 
+void setUpstreamReader(uv_tcp_t* tcp, UpstreamReader* reader) {
+  tcp->data = reader;
+}
+
+int startUpstreamRead(uv_tcp_t* tcp) {
+  return uv_read_start(
+      asStream(tcp), &allocReadBuffer, [](uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
+        BufferRef block = BufferRef::fromReadBuf(buf);
+        static_cast<UpstreamReader*>(s->data)->onUpstreamRead(nread, std::move(block));
+      });
+}
+
 UpstreamPool::UpstreamPool(uv_loop_t* loop, std::chrono::milliseconds idle_timeout)
     : loop_(loop), idle_timeout_ms_(static_cast<uint64_t>(idle_timeout.count())) {
   uv_timer_init(loop_, &sweep_);
@@ -279,6 +291,11 @@ UpstreamPool::UpstreamPool(uv_loop_t* loop, std::chrono::milliseconds idle_timeo
 
 UpstreamPool::~UpstreamPool() {
   assert(closed_ && timer_closed_);
+}
+
+void UpstreamPool::setLimits(size_t per_key, size_t total) {
+  max_per_key_ = per_key;
+  max_total_ = total;
 }
 
 UpstreamPool::Entry* UpstreamPool::popIdle(const std::string& key) {
@@ -295,14 +312,15 @@ UpstreamPool::Entry* UpstreamPool::popIdle(const std::string& key) {
   return entry;
 }
 
-uv_tcp_t* UpstreamPool::take(const std::string& key) {
+uv_tcp_t* UpstreamPool::take(const std::string& key, UpstreamReader* reader,
+                             sockaddr_storage* peer) {
   std::unique_ptr<Entry> entry(popIdle(key));
   if (entry == nullptr) {
     return nullptr;
   }
   uv_tcp_t* tcp = entry->tcp;
-  uv_read_stop(asStream(tcp));
-  tcp->data = nullptr;
+  setUpstreamReader(tcp, reader);
+  *peer = entry->tcp_peer;
   return tcp;
 }
 
@@ -324,11 +342,14 @@ std::string UpstreamPool::tlsKey(const Authority& target, const SSL_CTX* ctx) {
 // Idle connections are read from while they wait: libuv then tells us at
 // once when the other side closes (or misbehaves), and the connection is
 // dropped before a request could be lost on it.
-void UpstreamPool::put(const std::string& key, uv_tcp_t* tcp) {
+void UpstreamPool::put(const std::string& key, uv_tcp_t* tcp, const sockaddr_storage& peer,
+                       bool reading) {
   auto* entry = new Entry();
   entry->pool = this;
   entry->key = key;
   entry->tcp = tcp;
+  entry->tcp_peer = peer;
+  entry->reading = reading;
   keep(entry);
 }
 
@@ -343,10 +364,10 @@ void UpstreamPool::putTls(const std::string& key, TlsStream* stream, std::string
 
 void UpstreamPool::keep(Entry* entry) {
   auto& list = idle_[entry->key];
-  bool ok = !closed_ && total_ < kMaxIdleTotal && list.size() < kMaxIdlePerKey;
+  bool ok = !closed_ && total_ < max_total_ && list.size() < max_per_key_;
   if (ok && entry->tcp != nullptr) {
-    entry->tcp->data = entry;
-    ok = startRead<&Entry::onRead, Entry>(asStream(entry->tcp)) == 0;
+    setUpstreamReader(entry->tcp, entry);
+    ok = entry->reading || startUpstreamRead(entry->tcp) == 0;
     if (!ok) {
       entry->tcp->data = nullptr;
     }
@@ -377,7 +398,7 @@ void UpstreamPool::keep(Entry* entry) {
   }
 }
 
-void UpstreamPool::Entry::onRead(ssize_t nread, BufferRef) {
+void UpstreamPool::Entry::onUpstreamRead(ssize_t nread, BufferRef) {
   if (nread == 0) {
     return;  // EAGAIN
   }

@@ -111,28 +111,50 @@ class ResponseReader {
   bool no_body_ = false;    // the head's action was kNoBody
 };
 
+// Whoever holds a plain upstream connection that may be pooled: the pool's
+// idle entry, or the exchange using it. Reading is started once with
+// startUpstreamRead, whose callback dispatches through the handle's data to
+// the current holder, so a connection moves between pool and exchange
+// without stopping and restarting reads (in libuv 1.44 each restart costs
+// two epoll_ctl calls: the stopped descriptor stays in the epoll set).
+class UpstreamReader {
+ public:
+  virtual void onUpstreamRead(ssize_t nread, BufferRef block) = 0;
+
+ protected:
+  ~UpstreamReader() = default;
+};
+
+// Makes `reader` receive the reads of `tcp` (the handle's data).
+void setUpstreamReader(uv_tcp_t* tcp, UpstreamReader* reader);
+// uv_read_start with the dispatching callback; setUpstreamReader first.
+int startUpstreamRead(uv_tcp_t* tcp);
+
 // Idle keep-alive connections to next hops ("direct|host:port" or
 // "parent|host:port"), most recently used first. An idle connection is
 // watched for reads: a close (or any unsolicited byte) from the other side
 // removes it at once, so a taken connection is very likely alive.
 class UpstreamPool {
  public:
-  // Per next hop and in total: enough for a busy gateway, small enough that
-  // idle sockets cannot exhaust descriptors.
-  static constexpr size_t kMaxIdlePerKey = 16;
-  static constexpr size_t kMaxIdleTotal = 512;
+  // Per next hop and in total until setLimits() says otherwise (the Server
+  // derives its bounds from limits.max_connections and the descriptor limit).
+  static constexpr size_t kDefaultMaxIdle = 512;
 
   UpstreamPool(uv_loop_t* loop, std::chrono::milliseconds idle_timeout);
   ~UpstreamPool();
   UpstreamPool(const UpstreamPool&) = delete;
   UpstreamPool& operator=(const UpstreamPool&) = delete;
 
-  // An idle connection for `key`, with reading stopped and `data` cleared,
-  // now owned by the caller; nullptr when there is none.
-  uv_tcp_t* take(const std::string& key);
-  // Hands a connection back after a complete exchange: no read active, no
-  // write pending. Closes it instead when the pool is full or closed.
-  void put(const std::string& key, uv_tcp_t* tcp);
+  // An idle connection for `key`, now owned by the caller, still reading
+  // (startUpstreamRead) with `reader` receiving its reads; `peer` gets the
+  // address it is connected to (AF_UNSPEC if unknown). nullptr when there
+  // is none.
+  uv_tcp_t* take(const std::string& key, UpstreamReader* reader, sockaddr_storage* peer);
+  // Hands a connection back after a complete exchange, no write pending;
+  // `reading`: startUpstreamRead is active on it (the pool takes over its
+  // reads without restarting them). Closes it instead when the pool is full
+  // or closed.
+  void put(const std::string& key, uv_tcp_t* tcp, const sockaddr_storage& peer, bool reading);
   // The same for TLS connections (https mirror fetches): an idle stream is
   // read from while it waits, so a peer's close drops it at once. take
   // gives the stream with reading on; the caller makes itself its handler.
@@ -143,6 +165,10 @@ class UpstreamPool {
   // may change which CAs are trusted) and for the same host (SNI, checked
   // name).
   static std::string tlsKey(const Authority& target, const SSL_CTX* ctx);
+  // Bounds later puts: at most `per_key` idle connections per next hop and
+  // `total` in all. Connections already idle stay until taken or swept.
+  void setLimits(size_t per_key, size_t total);
+  size_t maxIdlePerKey() const { return max_per_key_; }
   // Closes every idle connection and the sweep timer; later puts close.
   void close();
   size_t idleCount() const { return total_; }
@@ -151,14 +177,16 @@ class UpstreamPool {
   static std::string parentKey(const Authority& parent) { return "parent|" + parent.str(); }
 
  private:
-  struct Entry : TlsStream::Handler {
+  struct Entry : TlsStream::Handler, UpstreamReader {
     UpstreamPool* pool = nullptr;
     std::string key;
-    uv_tcp_t* tcp = nullptr;   // a plain connection, or
-    TlsStream* tls = nullptr;  // a TLS one
-    std::string peer;          // TLS: "ip:port"
-    uint64_t since_ms = 0;     // uv_now() when it became idle
-    void onRead(ssize_t nread, BufferRef block);
+    uv_tcp_t* tcp = nullptr;      // a plain connection, or
+    TlsStream* tls = nullptr;     // a TLS one
+    std::string peer;             // TLS: "ip:port"
+    sockaddr_storage tcp_peer{};  // plain: the address it is connected to
+    bool reading = false;         // plain: startUpstreamRead is active
+    uint64_t since_ms = 0;        // uv_now() when it became idle
+    void onUpstreamRead(ssize_t nread, BufferRef block) override;
     // TlsStream::Handler: anything but silence makes it unusable.
     void onTlsHandshake(TlsStream*) override {}
     void onTlsData(TlsStream*, const BufferRef&, const char*, size_t) override {
@@ -180,6 +208,8 @@ class UpstreamPool {
   bool closed_ = false;
   bool timer_closed_ = false;
   size_t total_ = 0;
+  size_t max_per_key_ = kDefaultMaxIdle;
+  size_t max_total_ = kDefaultMaxIdle;
   std::unordered_map<std::string, std::deque<Entry*>> idle_;
 };
 

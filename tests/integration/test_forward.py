@@ -6,8 +6,8 @@ import socket
 import tempfile
 import unittest
 
-from harness import (Daemon, Origin, curl, pattern_sha256, proxy_config, raw_exchange,
-                     recv_all)
+from harness import (Daemon, Origin, TcpServer, curl, pattern_sha256, proxy_config,
+                     proxy_get, raw_exchange, recv_all, recv_until, wait_until)
 
 
 class ForwardTest(unittest.TestCase):
@@ -176,6 +176,87 @@ class ForwardTest(unittest.TestCase):
             i = reply.find(b, pos)
             self.assertGreater(i, pos - 1, reply)
             pos = i + len(b)
+
+    def _origin_saw(self, path):
+        with self.origin.lock:
+            return any(r["path"].endswith(path) for r in self.origin.requests)
+
+    def test_pipelined_request_arriving_while_the_first_is_in_flight(self):
+        # The second request reaches the proxy while the first waits for the
+        # origin: it is held (read, not parsed) and answered after the first.
+        first = ("GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % self.origin.url("/slow?ms=300")).encode()
+        second = ("GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                  % self.origin.url("/late-second")).encode()
+        with socket.create_connection(("127.0.0.1", self.daemon.port)) as s:
+            s.sendall(first)
+            wait_until(lambda: self._origin_saw("/slow?ms=300"), what="the first request upstream")
+            s.sendall(second)
+            reply = recv_all(s)
+        i = reply.find(b"slow done\n")
+        j = reply.find(b"hello /late-second\n")
+        self.assertGreaterEqual(i, 0, reply)
+        self.assertGreater(j, i, reply)
+
+    def test_client_eof_while_its_request_is_in_flight(self):
+        # A client that half-closes after its request still gets the answer;
+        # the connection ends after it.
+        req = ("GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % self.origin.url("/slow?ms=300")).encode()
+        with socket.create_connection(("127.0.0.1", self.daemon.port)) as s:
+            s.sendall(req)
+            wait_until(lambda: self._origin_saw("/slow?ms=300"), what="the request upstream")
+            s.shutdown(socket.SHUT_WR)
+            reply = recv_all(s)
+        self.assertTrue(reply.startswith(b"HTTP/1.1 200"), reply)
+        self.assertTrue(reply.endswith(b"slow done\n"), reply)
+
+    def test_pipelined_requests_beyond_the_read_ahead_bound(self):
+        # More than Connection::kMaxPendingInput (64 KiB) pipelined behind a
+        # slow request: reading really stops, resumes, and every request is
+        # answered in order.
+        pad = "a" * 500
+        reqs = [("GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % self.origin.url("/slow?ms=200")).encode()]
+        for i in range(200):
+            close = "Connection: close\r\n" if i == 199 else ""
+            reqs.append(("GET %s HTTP/1.1\r\nHost: x\r\nX-Pad: %s\r\n%s\r\n"
+                         % (self.origin.url("/ra%d" % i), pad, close)).encode())
+        data = b"".join(reqs)
+        self.assertGreater(len(data), 100 * 1024)
+        reply = raw_exchange(self.daemon.port, data, deadline=60.0)
+        pos = reply.find(b"slow done\n")
+        self.assertGreaterEqual(pos, 0, reply[:300])
+        for i in range(200):
+            body = b"hello /ra%d\n" % i
+            j = reply.find(body, pos)
+            self.assertGreaterEqual(j, 0, "answer %d missing" % i)
+            pos = j + len(body)
+
+    def test_pooled_connection_closed_on_its_next_request_is_retried_once(self):
+        # The origin's first connection answers one request, keeps the
+        # connection, then closes it on the next request without a word: the
+        # proxy (which took it from the pool, still reading) sends the GET
+        # again on a new connection, and the client never notices.
+        connections = []
+
+        def handler(conn):
+            index = len(connections)
+            connections.append(conn)
+            while True:
+                req = recv_until(conn, b"\r\n\r\n")
+                if not req.endswith(b"\r\n\r\n"):
+                    return
+                if index == 0 and b"/second" in req:
+                    return  # closes without answering
+                body = b"answer %d\n" % index
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+
+        with TcpServer(handler) as origin:
+            first = proxy_get(self.daemon.port, "http://127.0.0.1:%d/first" % origin.port)
+            self.assertEqual(first.status, 200, first.raw)
+            self.assertEqual(first.body, b"answer 0\n")
+            second = proxy_get(self.daemon.port, "http://127.0.0.1:%d/second" % origin.port)
+            self.assertEqual(second.status, 200, second.raw)
+            self.assertEqual(second.body, b"answer 1\n")
+            self.assertEqual(len(connections), 2)
 
     def test_origin_form_that_is_no_goproxy_path_is_404(self):
         # Origin-form requests are for switchyard as a GOPROXY server

@@ -5,6 +5,8 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <cstring>
 #include <string>
@@ -73,6 +75,67 @@ TEST(WriteRequest, PiecesAndSize) {
   EXPECT_EQ(w->bytes(), 9u);
   EXPECT_EQ(w->middle.len, 0u);
   delete w;
+}
+
+// writeNow on a socket whose peer does not read: the first call takes what
+// fits, the rest stays in the request (head, middle, tail consumed in order),
+// and what arrives plus what is left is exactly what was asked for.
+TEST(WriteNow, PartialWritesConsumeThePiecesInOrder) {
+  uv_loop_t loop;
+  ASSERT_EQ(uv_loop_init(&loop), 0);
+  int fds[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+  int small = 4096;
+  ::setsockopt(fds[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+  auto* pipe = new uv_pipe_t;
+  ASSERT_EQ(uv_pipe_init(&loop, pipe, 0), 0);
+  ASSERT_EQ(uv_pipe_open(pipe, fds[0]), 0);
+  auto* stream = reinterpret_cast<uv_stream_t*>(pipe);
+
+  std::string head(100000, 'h');
+  std::string tail(100000, 't');
+  BufferRef block = BufferRef::make();
+  std::memset(block.data(), 'm', BufferPool::kBlockSize);
+  std::string expected = head + std::string(BufferPool::kBlockSize, 'm') + tail;
+  WriteRequest* w = makeWrite(head, block, block.data(), BufferPool::kBlockSize, tail);
+
+  EXPECT_FALSE(writeNow(stream, w));
+  std::string received;
+  char buf[65536];
+  for (;;) {
+    ssize_t n = ::recv(fds[1], buf, sizeof(buf), MSG_DONTWAIT);
+    if (n <= 0) {
+      break;
+    }
+    received.append(buf, static_cast<size_t>(n));
+  }
+  ASSERT_GT(received.size(), 0u);
+  ASSERT_LT(received.size(), expected.size());
+  EXPECT_EQ(received.size() + w->bytes(), expected.size());
+  std::string left = w->head + std::string(w->middle.base, w->middle.len) + w->tail;
+  EXPECT_EQ(received + left, expected);
+
+  // With the peer draining, the rest goes out in further calls.
+  while (!writeNow(stream, w)) {
+    ssize_t n = ::recv(fds[1], buf, sizeof(buf), 0);
+    ASSERT_GT(n, 0);
+    received.append(buf, static_cast<size_t>(n));
+  }
+  for (;;) {
+    ssize_t n = ::recv(fds[1], buf, sizeof(buf), MSG_DONTWAIT);
+    if (n <= 0) {
+      break;
+    }
+    received.append(buf, static_cast<size_t>(n));
+  }
+  EXPECT_EQ(received, expected);
+  delete w;
+  block = BufferRef();
+  uv_close(reinterpret_cast<uv_handle_t*>(pipe),
+           [](uv_handle_t* h) { delete reinterpret_cast<uv_pipe_t*>(h); });
+  uv_run(&loop, UV_RUN_DEFAULT);
+  EXPECT_EQ(uv_loop_close(&loop), 0);
+  ::close(fds[1]);
 }
 
 TEST(Runtime, IsOwnListener) {

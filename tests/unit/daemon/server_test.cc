@@ -7,6 +7,7 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -142,6 +143,35 @@ struct AnswerCase {
   std::string status_line;   // prefix of the first line
   std::string proxy_status;  // substring of Proxy-Status
 };
+
+// Server::addListener sets TCP_NODELAY on the listening socket and relies on
+// the kernel copying it to every accepted socket (no setsockopt per client).
+TEST(ListenerSockets, AcceptedSocketsInheritNoDelay) {
+  for (bool on : {true, false}) {
+    SCOPED_TRACE(on ? "listener with TCP_NODELAY" : "listener without");
+    int lst = ::socket(AF_INET, SOCK_STREAM, 0);
+    int flag = on ? 1 : 0;
+    ASSERT_EQ(::setsockopt(lst, IPPROTO_TCP, TCP_NODELAY, &flag, sizeof(flag)), 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(::bind(lst, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+    ASSERT_EQ(::listen(lst, 1), 0);
+    socklen_t len = sizeof(addr);
+    ::getsockname(lst, reinterpret_cast<sockaddr*>(&addr), &len);
+    int client = ::socket(AF_INET, SOCK_STREAM, 0);
+    ASSERT_EQ(::connect(client, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+    int accepted = ::accept4(lst, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    ASSERT_GE(accepted, 0);
+    int got = -1;
+    socklen_t got_len = sizeof(got);
+    ASSERT_EQ(::getsockopt(accepted, IPPROTO_TCP, TCP_NODELAY, &got, &got_len), 0);
+    EXPECT_EQ(got != 0, on);
+    ::close(accepted);
+    ::close(client);
+    ::close(lst);
+  }
+}
 
 TEST_F(ServerTest, AnswersWithoutANextHop) {
   const std::string self = "127.0.0.1:" + std::to_string(port_);

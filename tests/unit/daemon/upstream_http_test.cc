@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstring>
 #include <functional>
 #include <string>
 #include <thread>
@@ -445,8 +446,22 @@ Pair makePair(uv_loop_t* loop) {
   return p;
 }
 
+const sockaddr_storage kNoPeer{};
+
+// Counts the reads handed to the current holder of a taken connection.
+struct CountingReader : UpstreamReader {
+  int reads = 0;
+  ssize_t last = 0;
+  void onUpstreamRead(ssize_t nread, BufferRef) override {
+    ++reads;
+    last = nread;
+  }
+};
+
 class PoolTest : public ::testing::Test {
  protected:
+  CountingReader reader;
+  sockaddr_storage peer{};
   void SetUp() override { ASSERT_EQ(uv_loop_init(&loop_), 0); }
   void TearDown() override {
     // Every handle the pool owned must be closed by close(): the loop ends
@@ -462,14 +477,14 @@ TEST_F(PoolTest, TakeReturnsWhatWasPutPerKey) {
   UpstreamPool pool(&loop_, 30s);
   Pair a = makePair(&loop_);
   Pair b = makePair(&loop_);
-  pool.put("direct|a:80", a.ours);
-  pool.put("direct|b:80", b.ours);
+  pool.put("direct|a:80", a.ours, kNoPeer, false);
+  pool.put("direct|b:80", b.ours, kNoPeer, false);
   EXPECT_EQ(pool.idleCount(), 2u);
-  EXPECT_EQ(pool.take("direct|c:80"), nullptr);
-  uv_tcp_t* got = pool.take("direct|a:80");
+  EXPECT_EQ(pool.take("direct|c:80", &reader, &peer), nullptr);
+  uv_tcp_t* got = pool.take("direct|a:80", &reader, &peer);
   EXPECT_EQ(got, a.ours);
-  EXPECT_EQ(got->data, nullptr);
-  EXPECT_EQ(pool.take("direct|a:80"), nullptr);
+  EXPECT_EQ(got->data, static_cast<void*>(static_cast<UpstreamReader*>(&reader)));
+  EXPECT_EQ(pool.take("direct|a:80", &reader, &peer), nullptr);
   EXPECT_EQ(pool.idleCount(), 1u);
   closeAndDelete(asHandle(got));
   pool.close();
@@ -478,14 +493,40 @@ TEST_F(PoolTest, TakeReturnsWhatWasPutPerKey) {
   ::close(b.theirs);
 }
 
+// A connection moves between pool and holder without its reads being
+// restarted: after take the holder gets what arrives, after a put with
+// reading on the pool does (a peer close removes it), and the peer address
+// travels with it.
+TEST_F(PoolTest, ReadsFollowTheHolderWithoutRestart) {
+  UpstreamPool pool(&loop_, 30s);
+  Pair a = makePair(&loop_);
+  sockaddr_storage addr{};
+  int len = sizeof(addr);
+  ASSERT_EQ(uv_tcp_getpeername(a.ours, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  pool.put("k", a.ours, addr, false);
+  uv_tcp_t* got = pool.take("k", &reader, &peer);
+  ASSERT_EQ(got, a.ours);
+  EXPECT_EQ(std::memcmp(&peer, &addr, sizeof(addr)), 0);
+  ASSERT_EQ(::write(a.theirs, "x", 1), 1);
+  EXPECT_TRUE(runUntil(&loop_, [&] { return reader.reads == 1; }));
+  EXPECT_EQ(reader.last, 1);
+  pool.put("k", got, peer, /*reading=*/true);
+  EXPECT_EQ(pool.idleCount(), 1u);
+  ::close(a.theirs);
+  EXPECT_TRUE(runUntil(&loop_, [&] { return pool.idleCount() == 0; }));
+  EXPECT_EQ(reader.reads, 1);
+  pool.close();
+  uv_run(&loop_, UV_RUN_DEFAULT);
+}
+
 TEST_F(PoolTest, MostRecentlyUsedFirst) {
   UpstreamPool pool(&loop_, 30s);
   Pair a = makePair(&loop_);
   Pair b = makePair(&loop_);
-  pool.put("k", a.ours);
-  pool.put("k", b.ours);
-  uv_tcp_t* first = pool.take("k");
-  uv_tcp_t* second = pool.take("k");
+  pool.put("k", a.ours, kNoPeer, false);
+  pool.put("k", b.ours, kNoPeer, false);
+  uv_tcp_t* first = pool.take("k", &reader, &peer);
+  uv_tcp_t* second = pool.take("k", &reader, &peer);
   EXPECT_EQ(first, b.ours);
   EXPECT_EQ(second, a.ours);
   closeAndDelete(asHandle(first));
@@ -501,14 +542,14 @@ TEST_F(PoolTest, PeerCloseOrStrayBytesRemoveTheConnection) {
     SCOPED_TRACE(stray ? "stray bytes" : "peer close");
     UpstreamPool pool(&loop_, 30s);
     Pair a = makePair(&loop_);
-    pool.put("k", a.ours);
+    pool.put("k", a.ours, kNoPeer, false);
     if (stray) {
       ASSERT_EQ(::write(a.theirs, "x", 1), 1);
     } else {
       ::close(a.theirs);
     }
     EXPECT_TRUE(runUntil(&loop_, [&] { return pool.idleCount() == 0; }));
-    EXPECT_EQ(pool.take("k"), nullptr);
+    EXPECT_EQ(pool.take("k", &reader, &peer), nullptr);
     pool.close();
     uv_run(&loop_, UV_RUN_DEFAULT);
     if (stray) {
@@ -520,7 +561,7 @@ TEST_F(PoolTest, PeerCloseOrStrayBytesRemoveTheConnection) {
 TEST_F(PoolTest, IdleTimeoutExpires) {
   UpstreamPool pool(&loop_, 100ms);
   Pair a = makePair(&loop_);
-  pool.put("k", a.ours);
+  pool.put("k", a.ours, kNoPeer, false);
   // The sweep timer is unreferenced, so keep the loop busy with our own.
   uv_timer_t keep;
   uv_timer_init(&loop_, &keep);
@@ -535,19 +576,46 @@ TEST_F(PoolTest, IdleTimeoutExpires) {
 
 TEST_F(PoolTest, PerKeyLimitAndPutAfterClose) {
   UpstreamPool pool(&loop_, 30s);
+  pool.setLimits(5, 100);
   std::vector<int> theirs;
-  for (size_t i = 0; i < UpstreamPool::kMaxIdlePerKey + 2; ++i) {
+  for (size_t i = 0; i < 7; ++i) {
     Pair p = makePair(&loop_);
     theirs.push_back(p.theirs);
-    pool.put("k", p.ours);
+    pool.put("k", p.ours, kNoPeer, false);
   }
-  EXPECT_EQ(pool.idleCount(), UpstreamPool::kMaxIdlePerKey);
+  EXPECT_EQ(pool.idleCount(), 5u);
   pool.close();
   EXPECT_EQ(pool.idleCount(), 0u);
   Pair late = makePair(&loop_);
   theirs.push_back(late.theirs);
-  pool.put("k", late.ours);  // closed pool: closes it instead
+  pool.put("k", late.ours, kNoPeer, false);  // closed pool: closes it instead
   EXPECT_EQ(pool.idleCount(), 0u);
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  for (int fd : theirs) {
+    ::close(fd);
+  }
+}
+
+// Many keep-alive clients of one origin: the pool must hold one idle
+// connection per client, far beyond the old fixed 16 per next hop.
+TEST_F(PoolTest, HoldsManyPerKeyAndBoundsTheTotal) {
+  UpstreamPool pool(&loop_, 30s);
+  EXPECT_GE(pool.maxIdlePerKey(), 400u);
+  pool.setLimits(100, 60);
+  std::vector<int> theirs;
+  for (size_t i = 0; i < 50; ++i) {
+    Pair p = makePair(&loop_);
+    theirs.push_back(p.theirs);
+    pool.put("a", p.ours, kNoPeer, false);
+  }
+  EXPECT_EQ(pool.idleCount(), 50u);
+  for (size_t i = 0; i < 20; ++i) {
+    Pair p = makePair(&loop_);
+    theirs.push_back(p.theirs);
+    pool.put("b", p.ours, kNoPeer, false);
+  }
+  EXPECT_EQ(pool.idleCount(), 60u);  // the total bound, across keys
+  pool.close();
   uv_run(&loop_, UV_RUN_DEFAULT);
   for (int fd : theirs) {
     ::close(fd);
