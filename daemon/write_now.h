@@ -15,61 +15,26 @@
 
 #include <uv.h>
 
-#include <algorithm>
-
 #include "daemon/runtime.h"
 
 namespace switchyard {
 
 enum class WriteOutcome {
   kWrittenNow,  // all bytes are in the kernel; `w` is freed; Method won't run
-  kQueued,      // the rest is queued; Method runs when it completes
+  kQueued,      // the rest is queued; Method runs when it completes, with
+                // the count of the bytes that were queued
   kFailed,      // `w` is freed; Method won't run
 };
 
 template <auto Method, typename Owner>
 WriteOutcome writeNowOrQueue(uv_stream_t* stream, Owner* owner, WriteRequest* w) {
-  uv_buf_t bufs[3];
-  unsigned n = 0;
-  if (!w->head.empty()) {
-    bufs[n++] = uv_buf_init(w->head.data(), static_cast<unsigned>(w->head.size()));
-  }
-  if (w->middle.len > 0) {
-    bufs[n++] = w->middle;
-  }
-  if (!w->tail.empty()) {
-    bufs[n++] = uv_buf_init(w->tail.data(), static_cast<unsigned>(w->tail.size()));
-  }
-  int written = uv_try_write(stream, bufs, n);
-  if (written < 0 && written != UV_EAGAIN && written != UV_ENOSYS) {
-    // A broken socket: uv_write would fail the same way, later.
-    delete w;
-    return WriteOutcome::kFailed;
-  }
-  size_t skip = written > 0 ? static_cast<size_t>(written) : 0;
-  if (skip == w->bytes()) {
+  if (writeNow(stream, w)) {
     delete w;
     return WriteOutcome::kWrittenNow;
   }
-  // Queue what the kernel did not take; the buffers stay owned by `w`.
-  unsigned first = 0;
-  while (skip > 0 && skip >= bufs[first].len) {
-    skip -= bufs[first].len;
-    ++first;
-  }
-  bufs[first].base += skip;
-  bufs[first].len -= skip;
-  w->owner = owner;
-  w->req.data = w;
-  int rc = uv_write(&w->req, stream, bufs + first, n - first, [](uv_write_t* req, int status) {
-    std::unique_ptr<WriteRequest> done(static_cast<WriteRequest*>(req->data));
-    (static_cast<Owner*>(done->owner)->*Method)(status, done->bytes());
-  });
-  if (rc != 0) {
-    delete w;
-    return WriteOutcome::kFailed;
-  }
-  return WriteOutcome::kQueued;
+  // `w` now holds only what the kernel did not take.
+  return submitWrite<Method, Owner>(stream, owner, w) == 0 ? WriteOutcome::kQueued
+                                                           : WriteOutcome::kFailed;
 }
 
 }  // namespace switchyard
