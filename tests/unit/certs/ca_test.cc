@@ -19,40 +19,18 @@
 #include <thread>
 #include <vector>
 
+#include "tests/unit/test_support/ca_fixture.h"
+#include "tests/unit/test_support/temp_dir.h"
+
 namespace switchyard::certs {
 namespace {
 
 namespace fs = std::filesystem;
 
-// A fresh directory under $TMPDIR, removed with everything inside it.
-class TempDir {
+// Every directory of this file is named sy-certs-test-XXXXXX.
+class TempDir : public test::TempDir {
  public:
-  TempDir() {
-    const char* base = std::getenv("TMPDIR");
-    std::string tmpl =
-        std::string(base != nullptr && *base != '\0' ? base : "/tmp") + "/sy-certs-test-XXXXXX";
-    char* made = mkdtemp(tmpl.data());
-    if (made == nullptr) {
-      std::abort();
-    }
-    path_ = made;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    // Tests may leave read-only directories behind; open them up first.
-    for (auto it = fs::recursive_directory_iterator(path_, ec);
-         !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
-      if (it->is_directory(ec)) {
-        chmod(it->path().c_str(), 0700);
-      }
-    }
-    fs::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-  std::string sub(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
+  TempDir() : test::TempDir("sy-certs-test") {}
 };
 
 unsigned fileMode(const std::string& path) {
@@ -697,25 +675,21 @@ TEST(CanonicalLeafHost, RejectsInvalidHosts) {
 class MintTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    tmp_ = new TempDir();
-    std::string error;
-    ASSERT_TRUE(createCa(tmp_->path(), false, &error)) << error;
-    ca_ = CertificateAuthority::load(tmp_->path(), &error).release();
-    ASSERT_NE(ca_, nullptr) << error;
+    test_ca_ = new test::TestCa("sy-certs-test");
+    ca_ = &test_ca_->authority();
   }
   static void TearDownTestSuite() {
-    delete ca_;
     ca_ = nullptr;
-    delete tmp_;
-    tmp_ = nullptr;
+    delete test_ca_;
+    test_ca_ = nullptr;
   }
   static X509* caCert() { return const_cast<X509*>(ca_->cert()); }
 
-  static TempDir* tmp_;
-  static CertificateAuthority* ca_;
+  static test::TestCa* test_ca_;
+  static const CertificateAuthority* ca_;  // test_ca_'s, for the mint() tables
 };
-TempDir* MintTest::tmp_ = nullptr;
-CertificateAuthority* MintTest::ca_ = nullptr;
+test::TestCa* MintTest::test_ca_ = nullptr;
+const CertificateAuthority* MintTest::ca_ = nullptr;
 
 struct LeafCase {
   std::string host;       // as given to mint()

@@ -8,41 +8,15 @@
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
-#include <cstdlib>
-#include <filesystem>
 #include <fstream>
 #include <string>
 #include <vector>
 
 #include "certs/ca.h"
+#include "tests/unit/test_support/ca_fixture.h"
 
 namespace switchyard::certs {
 namespace {
-
-namespace fs = std::filesystem;
-
-class TempDir {
- public:
-  TempDir() {
-    const char* base = std::getenv("TMPDIR");
-    std::string tmpl =
-        std::string(base != nullptr && *base != '\0' ? base : "/tmp") + "/sy-tls-test-XXXXXX";
-    char* made = mkdtemp(tmpl.data());
-    if (made == nullptr) {
-      std::abort();
-    }
-    path_ = made;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-  std::string sub(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
 
 // A client and a server SSL wired back to back with two memory BIOs.
 struct Wire {
@@ -123,40 +97,22 @@ std::string alpnOf(SSL* ssl) {
 
 class TlsTest : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() {
-    tmp_ = new TempDir();
-    std::string error;
-    ASSERT_TRUE(createCa(tmp_->path(), false, &error)) << error;
-    ca_ = CertificateAuthority::load(tmp_->path(), &error).release();
-    ASSERT_NE(ca_, nullptr) << error;
-  }
+  static void SetUpTestSuite() { ca_ = new test::TestCa("sy-tls-test"); }
   static void TearDownTestSuite() {
     delete ca_;
     ca_ = nullptr;
-    delete tmp_;
-    tmp_ = nullptr;
   }
   void SetUp() override { ERR_clear_error(); }
 
-  static SslCtxPtr trustingClient() {
-    std::string error;
-    SslCtxPtr ctx = clientContext(ca_->files().cert_path, &error);
-    EXPECT_TRUE(ctx) << error;
-    return ctx;
-  }
+  static SslCtxPtr trustingClient() { return ca_->trustingClient(); }
 
   static std::shared_ptr<const CertificateAuthority::Leaf> leafFor(const std::string& host) {
-    std::string error;
-    auto leaf = ca_->mint(host, &error);
-    EXPECT_TRUE(leaf) << error;
-    return leaf;
+    return ca_->mint(host);
   }
 
-  static TempDir* tmp_;
-  static CertificateAuthority* ca_;
+  static test::TestCa* ca_;
 };
-TempDir* TlsTest::tmp_ = nullptr;
-CertificateAuthority* TlsTest::ca_ = nullptr;
+test::TestCa* TlsTest::ca_ = nullptr;
 
 TEST_F(TlsTest, HandshakeSucceedsForEachHostKind) {
   struct Case {
@@ -209,7 +165,7 @@ TEST_F(TlsTest, HandshakeSucceedsForEachHostKind) {
     STACK_OF(X509)* chain = SSL_get0_verified_chain(w.client.get());
     ASSERT_NE(chain, nullptr);
     ASSERT_EQ(sk_X509_num(chain), 2);
-    EXPECT_EQ(X509_cmp(sk_X509_value(chain, 1), ca_->cert()), 0);
+    EXPECT_EQ(X509_cmp(sk_X509_value(chain, 1), ca_->authority().cert()), 0);
 
     EXPECT_EQ(transfer(w.client.get(), w.server.get(), "GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
               "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
@@ -281,7 +237,7 @@ TEST_F(TlsTest, HandshakeFailures) {
     std::string error;
     SslCtxPtr server_ctx = serverContextForLeaf(*leaf, &error);
     ASSERT_TRUE(server_ctx) << error;
-    SslCtxPtr client_ctx = clientContext(c.trust_ca ? ca_->files().cert_path : "", &error);
+    SslCtxPtr client_ctx = clientContext(c.trust_ca ? ca_->certPath() : "", &error);
     ASSERT_TRUE(client_ctx) << error;
     if (c.client_max != 0) {
       SSL_CTX_set_min_proto_version(client_ctx.get(), TLS1_VERSION);
@@ -315,7 +271,7 @@ TEST_F(TlsTest, ServerRefusesOldProtocols) {
 }
 
 TEST_F(TlsTest, ClientContextExtraCaFile) {
-  TempDir tmp;
+  test::TempDir tmp("sy-tls-test");
   {
     std::ofstream(tmp.sub("garbage.pem")) << "not a certificate\n";
     std::ofstream(tmp.sub("empty.pem"));
@@ -326,7 +282,7 @@ TEST_F(TlsTest, ClientContextExtraCaFile) {
   };
   const Case cases[] = {
       {"", true},
-      {ca_->files().cert_path, true},
+      {ca_->certPath(), true},
       {tmp.sub("missing.pem"), false},
       {tmp.sub("garbage.pem"), false},
       {tmp.sub("empty.pem"), false},

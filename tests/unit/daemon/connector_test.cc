@@ -12,12 +12,11 @@
 
 #include <chrono>
 #include <cstring>
-#include <functional>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "daemon/net_address.h"
+#include "tests/unit/test_support/loop_helpers.h"
 
 namespace switchyard {
 namespace {
@@ -25,24 +24,8 @@ namespace {
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
-bool runUntil(uv_loop_t* loop, const std::function<bool()>& done,
-              std::chrono::milliseconds limit = 5000ms) {
-  auto deadline = Clock::now() + limit;
-  while (!done()) {
-    if (Clock::now() > deadline) {
-      return false;
-    }
-    uv_run(loop, UV_RUN_NOWAIT);
-    std::this_thread::sleep_for(1ms);
-  }
-  return true;
-}
-
-// Runs the loop for `duration`, to let stray callbacks show up.
-void spin(uv_loop_t* loop, std::chrono::milliseconds duration) {
-  runUntil(
-      loop, [] { return false; }, duration);
-}
+using test::runUntil;
+using test::spin;
 
 sockaddr_storage makeAddr(const std::string& ip, uint16_t port) {
   sockaddr_storage out{};

@@ -14,86 +14,31 @@
 
 #include <chrono>
 #include <csignal>
-#include <cstdlib>
-#include <filesystem>
 #include <functional>
 #include <map>
 #include <memory>
 #include <optional>
 #include <set>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "certs/ca.h"
 #include "certs/tls_context.h"
 #include "daemon/connector.h"
 #include "daemon/resolver.h"
+#include "tests/unit/test_support/ca_fixture.h"
+#include "tests/unit/test_support/loop_helpers.h"
 
 namespace switchyard {
 namespace {
 
 using namespace std::chrono_literals;
-using Clock = std::chrono::steady_clock;
 using LeafPtr = TlsStream::LeafPtr;
 
-bool runUntil(uv_loop_t* loop, const std::function<bool()>& done,
-              std::chrono::milliseconds limit = 5000ms) {
-  auto deadline = Clock::now() + limit;
-  while (!done()) {
-    if (Clock::now() > deadline) {
-      return false;
-    }
-    uv_run(loop, UV_RUN_NOWAIT);
-    std::this_thread::sleep_for(100us);
-  }
-  return true;
-}
-
-void spin(uv_loop_t* loop, std::chrono::milliseconds duration) {
-  runUntil(
-      loop, [] { return false; }, duration);
-}
-
-// Closes a handle that lives on the test's stack and waits for the close
-// callback, so the memory is not gone while libuv still refers to it.
-void closeAndWait(uv_loop_t* loop, uv_handle_t* handle) {
-  bool closed = false;
-  handle->data = &closed;
-  uv_close(handle, [](uv_handle_t* h) { *static_cast<bool*>(h->data) = true; });
-  runUntil(loop, [&] { return closed; });
-}
-
-// A timer on the test's stack that is closed (and waited for) when the test
-// body ends, also when an ASSERT ended it early.
-struct TestTimer {
-  explicit TestTimer(uv_loop_t* l) : loop(l) { uv_timer_init(loop, &timer); }
-  ~TestTimer() { closeAndWait(loop, reinterpret_cast<uv_handle_t*>(&timer)); }
-  uv_loop_t* loop;
-  uv_timer_t timer;
-};
-
-class TempDir {
- public:
-  TempDir() {
-    const char* base = std::getenv("TMPDIR");
-    std::string tmpl =
-        std::string(base != nullptr && *base != '\0' ? base : "/tmp") + "/sy-mirror-XXXXXX";
-    char* made = mkdtemp(tmpl.data());
-    if (made == nullptr) {
-      std::abort();
-    }
-    path_ = made;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using test::runUntil;
+using test::spin;
+using test::TestCa;
+using test::TestTimer;
 
 // Recognisable body bytes, built once per size (megabytes are slow to build
 // under the sanitizers, and a server must answer well within its timeouts).
@@ -441,17 +386,11 @@ class MirrorFetchTest : public ::testing::Test {
     // As in the daemon (cli_run.cc): a write to a socket the peer already
     // closed must be an EPIPE error, not the end of the process.
     ::signal(SIGPIPE, SIG_IGN);
-    dir_ = new TempDir();
-    std::string error;
-    ASSERT_TRUE(certs::createCa(dir_->path(), false, &error)) << error;
-    ca_ = certs::CertificateAuthority::load(dir_->path(), &error).release();
-    ASSERT_NE(ca_, nullptr) << error;
+    ca_ = new TestCa("sy-mirror");
   }
   static void TearDownTestSuite() {
     delete ca_;
     ca_ = nullptr;
-    delete dir_;
-    dir_ = nullptr;
   }
 
   void SetUp() override {
@@ -465,9 +404,9 @@ class MirrorFetchTest : public ::testing::Test {
     rt_ = std::make_unique<Runtime>(&loop_);
     rt_->resolver = resolver_.get();
     rt_->connector = connector_.get();
+    client_ctx_ = ca_->trustingClient();
+    ASSERT_TRUE(client_ctx_);
     std::string error;
-    client_ctx_ = certs::clientContext(dir_->path() + "/ca.crt", &error);
-    ASSERT_TRUE(client_ctx_) << error;
     server_ctx_ = certs::serverContext(&error);
     ASSERT_TRUE(server_ctx_) << error;
     live_blocks_ = BufferPool::liveBlocks();
@@ -491,9 +430,7 @@ class MirrorFetchTest : public ::testing::Test {
     return servers_.back().get();
   }
   ScriptedServer* tlsServer(Script script, const std::string& leaf_host) {
-    std::string error;
-    LeafPtr leaf = ca_->mint(leaf_host, &error);
-    EXPECT_NE(leaf, nullptr) << error;
+    LeafPtr leaf = ca_->mint(leaf_host);
     servers_.push_back(
         std::make_unique<ScriptedServer>(&loop_, std::move(script), leaf, server_ctx_.get()));
     return servers_.back().get();
@@ -532,8 +469,7 @@ class MirrorFetchTest : public ::testing::Test {
     return sink;
   }
 
-  static TempDir* dir_;
-  static certs::CertificateAuthority* ca_;
+  static TestCa* ca_;
   uv_loop_t loop_;
   std::unique_ptr<Resolver> resolver_;
   std::unique_ptr<Connector> connector_;
@@ -544,8 +480,7 @@ class MirrorFetchTest : public ::testing::Test {
   size_t live_blocks_ = 0;
 };
 
-TempDir* MirrorFetchTest::dir_ = nullptr;
-certs::CertificateAuthority* MirrorFetchTest::ca_ = nullptr;
+TestCa* MirrorFetchTest::ca_ = nullptr;
 
 // ---------------------------------------------------------------------------
 // The walk, case by case.

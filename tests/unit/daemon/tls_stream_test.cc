@@ -7,81 +7,26 @@
 
 #include <chrono>
 #include <csignal>
-#include <cstdlib>
-#include <filesystem>
 #include <functional>
 #include <memory>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "certs/ca.h"
 #include "certs/tls_context.h"
+#include "tests/unit/test_support/ca_fixture.h"
+#include "tests/unit/test_support/loop_helpers.h"
 
 namespace switchyard {
 namespace {
 
 using namespace std::chrono_literals;
-using Clock = std::chrono::steady_clock;
 using LeafPtr = TlsStream::LeafPtr;
 
-bool runUntil(uv_loop_t* loop, const std::function<bool()>& done,
-              std::chrono::milliseconds limit = 5000ms) {
-  auto deadline = Clock::now() + limit;
-  while (!done()) {
-    if (Clock::now() > deadline) {
-      return false;
-    }
-    uv_run(loop, UV_RUN_NOWAIT);
-    std::this_thread::sleep_for(100us);
-  }
-  return true;
-}
-
-void spin(uv_loop_t* loop, std::chrono::milliseconds duration) {
-  runUntil(
-      loop, [] { return false; }, duration);
-}
-
-// Closes a handle that lives on the test's stack and waits for the close
-// callback, so the memory is not gone while libuv still refers to it.
-void closeAndWait(uv_loop_t* loop, uv_handle_t* handle) {
-  bool closed = false;
-  handle->data = &closed;
-  uv_close(handle, [](uv_handle_t* h) { *static_cast<bool*>(h->data) = true; });
-  runUntil(loop, [&] { return closed; });
-}
-
-// A timer on the test's stack that is closed (and waited for) when the test
-// body ends, also when an ASSERT ended it early.
-struct TestTimer {
-  explicit TestTimer(uv_loop_t* l) : loop(l) { uv_timer_init(loop, &timer); }
-  ~TestTimer() { closeAndWait(loop, reinterpret_cast<uv_handle_t*>(&timer)); }
-  uv_loop_t* loop;
-  uv_timer_t timer;
-};
-
-class TempDir {
- public:
-  TempDir() {
-    const char* base = std::getenv("TMPDIR");
-    std::string tmpl =
-        std::string(base != nullptr && *base != '\0' ? base : "/tmp") + "/sy-tlsstream-XXXXXX";
-    char* made = mkdtemp(tmpl.data());
-    if (made == nullptr) {
-      std::abort();
-    }
-    path_ = made;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using test::runUntil;
+using test::spin;
+using test::TestCa;
+using test::TestTimer;
 
 // Both ends of one loopback TCP connection, heap handles ready for
 // TlsStream::create().
@@ -237,24 +182,18 @@ class TlsStreamTest : public ::testing::Test {
     // As in the daemon (cli_run.cc): a write to a socket the peer already
     // closed must be an EPIPE error, not the end of the process.
     ::signal(SIGPIPE, SIG_IGN);
-    dir_ = new TempDir();
-    std::string error;
-    ASSERT_TRUE(certs::createCa(dir_->path(), false, &error)) << error;
-    ca_ = certs::CertificateAuthority::load(dir_->path(), &error).release();
-    ASSERT_NE(ca_, nullptr) << error;
+    ca_ = new TestCa("sy-tlsstream");
   }
   static void TearDownTestSuite() {
     delete ca_;
     ca_ = nullptr;
-    delete dir_;
-    dir_ = nullptr;
   }
 
   void SetUp() override {
     ASSERT_EQ(uv_loop_init(&loop_), 0);
+    client_ctx_ = ca_->trustingClient();
+    ASSERT_TRUE(client_ctx_);
     std::string error;
-    client_ctx_ = certs::clientContext(dir_->path() + "/ca.crt", &error);
-    ASSERT_TRUE(client_ctx_) << error;
     server_ctx_ = certs::serverContext(&error);
     ASSERT_TRUE(server_ctx_) << error;
     live_blocks_ = BufferPool::liveBlocks();
@@ -270,12 +209,7 @@ class TlsStreamTest : public ::testing::Test {
     EXPECT_EQ(BufferPool::liveBlocks(), live_blocks_);
   }
 
-  LeafPtr mint(const std::string& host) {
-    std::string error;
-    LeafPtr leaf = ca_->mint(host, &error);
-    EXPECT_NE(leaf, nullptr) << error;
-    return leaf;
-  }
+  LeafPtr mint(const std::string& host) { return ca_->mint(host); }
 
   // Connects a pair and wraps both ends; the server presents `leaf` (or
   // asks its handler when null), the client verifies `host`.
@@ -304,8 +238,7 @@ class TlsStreamTest : public ::testing::Test {
     });
   }
 
-  static TempDir* dir_;
-  static certs::CertificateAuthority* ca_;
+  static TestCa* ca_;
   uv_loop_t loop_;
   certs::SslCtxPtr client_ctx_;
   certs::SslCtxPtr server_ctx_;
@@ -314,8 +247,7 @@ class TlsStreamTest : public ::testing::Test {
   size_t live_blocks_ = 0;
 };
 
-TempDir* TlsStreamTest::dir_ = nullptr;
-certs::CertificateAuthority* TlsStreamTest::ca_ = nullptr;
+TestCa* TlsStreamTest::ca_ = nullptr;
 
 TEST_F(TlsStreamTest, HandshakeThenDataBothWaysThenCleanClose) {
   startPair("mirror.test", mint("mirror.test"));
