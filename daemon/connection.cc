@@ -58,13 +58,6 @@ std::string ipOf(const std::string& address) {
   return ip;
 }
 
-std::string seconds(std::chrono::milliseconds ms) {
-  if (ms.count() % 1000 == 0) {
-    return std::to_string(ms.count() / 1000) + "s";
-  }
-  return std::to_string(ms.count()) + "ms";
-}
-
 ProxyError badRequest(std::string reason, std::string details) {
   ProxyError e;
   e.status = 400;
@@ -1093,7 +1086,7 @@ void Connection::onTimer() {
         e.reason = "Request Timeout";
         e.kind = ProxyErrorKind::kHttpRequestError;
         e.details = "the request head did not arrive within limits.header_timeout (" +
-                    seconds(config_->config().limits.header_timeout) + ")";
+                    durationText(config_->config().limits.header_timeout) + ")";
         respondError(std::move(e), newRecord());
       }
       return;

@@ -77,4 +77,27 @@ bool parentHop(const rules::Decision& decision, Authority* hop, std::string* pro
   return true;
 }
 
+ProxyError connectFailure(const ConnectResult& result, const std::string& hop_name,
+                          std::chrono::milliseconds connect_timeout) {
+  ProxyError e;
+  if (result.timed_out) {
+    e.status = 504;
+    e.reason = "Connect timeout";
+    e.kind = ProxyErrorKind::kConnectionTimeout;
+    e.details = "no connection to " + hop_name + " within limits.connect_timeout (" +
+                durationText(connect_timeout) + ")";
+  } else if (result.status == UV_ECONNREFUSED) {
+    e.status = 502;
+    e.reason = "Connection refused";
+    e.kind = ProxyErrorKind::kConnectionRefused;
+    e.details = hop_name + " refused the connection";
+  } else {
+    e.status = 502;
+    e.reason = "Cannot connect";
+    e.kind = ProxyErrorKind::kDestinationUnavailable;
+    e.details = "cannot connect to " + hop_name + ": " + result.error;
+  }
+  return e;
+}
+
 }  // namespace switchyard

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "daemon/connector.h"
 #include "daemon/proxy_status.h"
 #include "daemon/resolver.h"
 #include "daemon/runtime.h"
@@ -29,5 +30,10 @@ bool usableDestinations(const Runtime& rt, const ResolveResult& result, bool den
 // has none). False with *error (502) when the URL is unusable.
 bool parentHop(const rules::Decision& decision, Authority* hop, std::string* proxy_authorization,
                ProxyError* error);
+
+// The answer to a failed connect to `hop_name`: 504 when the deadline
+// (`connect_timeout`) passed, 502 when refused or otherwise unreachable.
+ProxyError connectFailure(const ConnectResult& result, const std::string& hop_name,
+                          std::chrono::milliseconds connect_timeout);
 
 }  // namespace switchyard

@@ -31,13 +31,6 @@ std::string hexSize(size_t n) {
   return std::string(buf, static_cast<size_t>(len));
 }
 
-std::string seconds(std::chrono::milliseconds ms) {
-  if (ms.count() % 1000 == 0) {
-    return std::to_string(ms.count() / 1000) + "s";
-  }
-  return std::to_string(ms.count()) + "ms";
-}
-
 bool idempotent(const std::string& method) {
   return method == "GET" || method == "HEAD" || method == "OPTIONS" || method == "TRACE" ||
          method == "PUT" || method == "DELETE";
@@ -182,25 +175,8 @@ void ForwardExchange::onConnected(ConnectResult&& result) {
     return;
   }
   if (result.status != 0 || result.tcp == nullptr) {
-    ProxyError e;
+    ProxyError e = connectFailure(result, nextHopName(), config_->config().limits.connect_timeout);
     e.next_hop = via_parent_ ? rules::maskUrlCredentials(decision_.upstream) : next_hop_.str();
-    if (result.timed_out) {
-      e.status = 504;
-      e.reason = "Connect timeout";
-      e.kind = ProxyErrorKind::kConnectionTimeout;
-      e.details = "no connection to " + nextHopName() + " within limits.connect_timeout (" +
-                  seconds(config_->config().limits.connect_timeout) + ")";
-    } else if (result.status == UV_ECONNREFUSED) {
-      e.status = 502;
-      e.reason = "Connection refused";
-      e.kind = ProxyErrorKind::kConnectionRefused;
-      e.details = nextHopName() + " refused the connection";
-    } else {
-      e.status = 502;
-      e.reason = "Cannot connect";
-      e.kind = ProxyErrorKind::kDestinationUnavailable;
-      e.details = "cannot connect to " + nextHopName() + ": " + result.error;
-    }
     fail(std::move(e));
     return;
   }
@@ -638,7 +614,7 @@ void ForwardExchange::onTimer() {
       e.reason = "Response timeout";
       e.kind = ProxyErrorKind::kConnectionReadTimeout;
       e.details = nextHopName() + " sent no response within limits.response_timeout (" +
-                  seconds(limits.response_timeout) + ")";
+                  durationText(limits.response_timeout) + ")";
       fail(std::move(e));
       return;
     }
@@ -651,8 +627,8 @@ void ForwardExchange::onTimer() {
         return;
       }
       if (response_started_) {
-        abortMidResponse(
-            "proxy", "no data within limits.idle_timeout (" + seconds(limits.idle_timeout) + ")");
+        abortMidResponse("proxy", "no data within limits.idle_timeout (" +
+                                      durationText(limits.idle_timeout) + ")");
         return;
       }
       if (!request_complete_ && !client_throttled_) {
@@ -665,7 +641,7 @@ void ForwardExchange::onTimer() {
         e.details =
             "the request body stalled: nothing arrived from the client for "
             "limits.idle_timeout (" +
-            seconds(limits.idle_timeout) + ")";
+            durationText(limits.idle_timeout) + ")";
         fail(std::move(e));
         return;
       }
@@ -673,7 +649,7 @@ void ForwardExchange::onTimer() {
       e.status = 504;
       e.reason = "Idle timeout";
       e.kind = ProxyErrorKind::kConnectionReadTimeout;
-      e.details = "nothing moved for limits.idle_timeout (" + seconds(limits.idle_timeout) +
+      e.details = "nothing moved for limits.idle_timeout (" + durationText(limits.idle_timeout) +
                   ") while talking to " + nextHopName();
       fail(std::move(e));
       return;

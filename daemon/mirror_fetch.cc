@@ -380,7 +380,7 @@ void MirrorFetch::onConnected(ConnectResult&& result) {
     if (result.timed_out) {
       attemptFailed({AttemptOutcome::Kind::kTimeout, 0,
                      "no connection to " + where + " within limits.connect_timeout (" +
-                         seconds(params_.connect_timeout) + ")"},
+                         durationText(params_.connect_timeout) + ")"},
                     "connection_timeout");
     } else if (result.status == UV_ECONNREFUSED) {
       attemptFailed({AttemptOutcome::Kind::kTransport, 0, where + " refused the connection"},
@@ -683,13 +683,13 @@ void MirrorFetch::onTimer() {
       attemptFailed({AttemptOutcome::Kind::kTimeout, 0,
                      "TLS handshake with " + target_.authority.host +
                          " not finished within limits.connect_timeout (" +
-                         seconds(params_.connect_timeout) + ")"},
+                         durationText(params_.connect_timeout) + ")"},
                     "connection_timeout");
       return;
     case TimerMode::kResponse:
       attemptFailed({AttemptOutcome::Kind::kTimeout, 0,
                      "no response within limits.response_timeout (" +
-                         seconds(params_.response_timeout) + ")"},
+                         durationText(params_.response_timeout) + ")"},
                     "connection_read_timeout");
       return;
     case TimerMode::kIdle: {
@@ -706,7 +706,7 @@ void MirrorFetch::onTimer() {
       }
       aborted_by_proxy_ = true;
       abortBody("no body data from " + target_.url + " within limits.idle_timeout (" +
-                seconds(params_.idle_timeout) + ")");
+                durationText(params_.idle_timeout) + ")");
       return;
     }
   }
@@ -893,13 +893,6 @@ void MirrorFetch::armTimer(TimerMode mode) {
       break;
   }
   startTimer<&MirrorFetch::onTimer, MirrorFetch>(&timer_, ms);
-}
-
-std::string MirrorFetch::seconds(std::chrono::milliseconds ms) const {
-  if (ms.count() % 1000 == 0) {
-    return std::to_string(ms.count() / 1000) + "s";
-  }
-  return std::to_string(ms.count()) + "ms";
 }
 
 void MirrorFetch::report(const AttemptOutcome& outcome, const char* proxy_status_error) {

@@ -183,7 +183,6 @@ class MirrorFetch : public ResponseSource,
   std::string buildRequestHead() const;
   void dropUpstream(bool graceful);
   void armTimer(TimerMode mode);
-  std::string seconds(std::chrono::milliseconds ms) const;
 
   Runtime* rt_;
   Sink* sink_;  // null once done

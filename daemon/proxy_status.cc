@@ -106,6 +106,13 @@ int proxyErrorRank(ProxyErrorKind kind) {
   }
 }
 
+std::string durationText(std::chrono::milliseconds ms) {
+  if (ms.count() % 1000 == 0) {
+    return std::to_string(ms.count() / 1000) + "s";
+  }
+  return std::to_string(ms.count()) + "ms";
+}
+
 std::string proxyStatusValue(const ProxyError& error) {
   std::string out = std::string(kViaPseudonym) + "; error=" + proxyErrorToken(error.kind);
   if (error.received_status) {

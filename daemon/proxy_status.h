@@ -6,6 +6,7 @@
 // three can never disagree.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -70,6 +71,9 @@ struct ProxyError {
 // The Proxy-Status field value, e.g. `switchyard; error=http_request_denied;
 // details="rule no-ads"`.
 std::string proxyStatusValue(const ProxyError& error);
+
+// A limit as error texts name it: "10s", or "250ms" when not whole seconds.
+std::string durationText(std::chrono::milliseconds ms);
 
 // Fills record->status and record->proxy_status, counts the kind, and
 // returns the complete response (head and body). `close` adds

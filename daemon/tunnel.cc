@@ -29,13 +29,6 @@ namespace {
 
 constexpr std::string_view kEstablished = "HTTP/1.1 200 Connection established\r\n\r\n";
 
-std::string seconds(std::chrono::milliseconds ms) {
-  if (ms.count() % 1000 == 0) {
-    return std::to_string(ms.count() / 1000) + "s";
-  }
-  return std::to_string(ms.count()) + "ms";
-}
-
 }  // namespace
 
 void Tunnel::start(Params&& params) {
@@ -123,26 +116,9 @@ void Tunnel::onConnected(ConnectResult&& result) {
     return;
   }
   if (result.status != 0 || result.tcp == nullptr) {
-    ProxyError e;
+    ProxyError e = connectFailure(result, nextHopName(), config_->config().limits.connect_timeout);
     if (via_parent_) {
       e.next_hop = rules::maskUrlCredentials(decision_.upstream);
-    }
-    if (result.timed_out) {
-      e.status = 504;
-      e.reason = "Connect timeout";
-      e.kind = ProxyErrorKind::kConnectionTimeout;
-      e.details = "no connection to " + nextHopName() + " within limits.connect_timeout (" +
-                  seconds(config_->config().limits.connect_timeout) + ")";
-    } else if (result.status == UV_ECONNREFUSED) {
-      e.status = 502;
-      e.reason = "Connection refused";
-      e.kind = ProxyErrorKind::kConnectionRefused;
-      e.details = nextHopName() + " refused the connection";
-    } else {
-      e.status = 502;
-      e.reason = "Cannot connect";
-      e.kind = ProxyErrorKind::kDestinationUnavailable;
-      e.details = "cannot connect to " + nextHopName() + ": " + result.error;
     }
     fail(std::move(e));
     return;
@@ -457,7 +433,7 @@ void Tunnel::onTimer() {
     e.kind = ProxyErrorKind::kConnectionReadTimeout;
     e.next_hop = rules::maskUrlCredentials(decision_.upstream);
     e.details = nextHopName() + " did not answer CONNECT within limits.response_timeout (" +
-                seconds(limits.response_timeout) + ")";
+                durationText(limits.response_timeout) + ")";
     fail(std::move(e));
     return;
   }
