@@ -79,6 +79,9 @@ class Tunnel : public Session, public ResponseReader::Listener {
     bool throttled = false;      // reading stopped: the peer's queue is full
     bool shutdown_sent = false;  // we shut down writing to this side
     bool shutdown_done = false;  // ... and it completed
+    // The last read filled its block: libuv would read again at once; we
+    // decline once (see Tunnel::startReading) and wait for the next poll.
+    bool yield_next_read = false;
     void onRead(ssize_t nread, BufferRef block);
     void onWritten(int status, size_t bytes);
     void onClosed(uv_handle_t* handle);
