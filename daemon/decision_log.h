@@ -64,13 +64,12 @@ class DecisionLog {
 
   void write(const DecisionRecord& record);
   // From now on, lines written on `loop`'s thread are gathered and handed to
-  // the writer thread once per loop iteration (before the loop waits for
-  // I/O, and after it), as one message: one wake-up and one write(2) for
-  // every line of the iteration instead of per line. Lines never wait
-  // while the loop sleeps.
+  // the writer thread together, at the latest 20 ms after the first of them
+  // (a timer that keeps the loop alive until then), or at once when many
+  // have gathered: one wake-up and one write(2) for all of them.
   void batchOn(uv_loop_t* loop);
-  // Hands over what is gathered and closes the loop handles; the loop must
-  // run once more for their close callbacks. Without it, uv_loop_close fails.
+  // Hands over what is gathered and closes the timer; the loop must run once
+  // more for its close callback. Without it, uv_loop_close fails.
   void stopBatching();
   // Reopens the file (SIGUSR1, after logrotate moved it).
   void reopen();
