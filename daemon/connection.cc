@@ -162,7 +162,9 @@ void Connection::feed(const char* data, size_t len) {
     case HPE_PAUSED_UPGRADE: {
       const char* pos = llhttp_get_error_pos(&parser_);
       std::string leftover(pos, end);
-      stopReading();
+      // Soft: a tunnel that takes the socket over keeps it reading, which
+      // saves libuv's stop/restart (two epoll_ctl) on every CONNECT.
+      softPauseReading();
       dispatchConnect(std::move(leftover));
       return;
     }
@@ -733,7 +735,7 @@ void Connection::dispatchConnect(std::string leftover) {
     ip.config = config_;
     ip.client = client_;
     ip.client_ip = client_ip_;
-    ip.leftover = std::move(leftover);
+    ip.leftover = std::move(leftover) + takePendingInput();
     ip.target = std::move(target);
     ip.record = std::move(record);
     ip.start_ms = request_start_ms_;
@@ -762,7 +764,9 @@ void Connection::dispatchConnect(std::string leftover) {
   params.config = config_;
   params.client = client_;
   params.client_ip = client_ip_;
-  params.leftover = std::move(leftover);
+  params.leftover = std::move(leftover) + takePendingInput();
+  // Still reading (soft-paused): the tunnel takes the reads over as they are.
+  params.client_reading = reading_ && soft_paused_;
   params.target = std::move(target);
   params.decision = std::move(decision);
   params.record = std::move(record);
@@ -1195,6 +1199,14 @@ void Connection::stopReading() {
     uv_read_stop(asStream(client_));
   }
   reading_ = false;
+}
+
+// Bytes that arrived after a CONNECT head while it was being dispatched
+// (soft pause, or an authentication on the thread pool) go with the socket.
+std::string Connection::takePendingInput() {
+  std::string bytes = std::move(pending_input_);
+  pending_input_.clear();
+  return bytes;
 }
 
 void Connection::softPauseReading() {

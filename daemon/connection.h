@@ -143,6 +143,7 @@ class Connection : public Session {
   void startReading();
   void stopReading();
   void softPauseReading();
+  std::string takePendingInput();
   void holdInput(ssize_t nread, const BufferRef& block);
   bool countHeadBytes(size_t len);
   DecisionRecord newRecord() const;

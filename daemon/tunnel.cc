@@ -51,6 +51,15 @@ Tunnel::Tunnel(Params&& p)
   client_.tcp = p.client;
   client_.name = "client";
   client_.tcp->data = &client_;
+  if (p.client_reading) {
+    // libuv keeps reading the socket the Connection read the CONNECT from;
+    // its callbacks become ours without a stop and restart (each restart
+    // costs two epoll_ctl in libuv 1.44). uv_stream_t exposes both fields.
+    auto* stream = asStream(client_.tcp);
+    stream->alloc_cb = &Side::allocBlock;
+    stream->read_cb = &Side::readDone;
+    client_.reading = true;
+  }
   upstream_.tunnel = this;
   upstream_.peer = &client_;
   upstream_.name = "upstream";
@@ -281,11 +290,34 @@ void Tunnel::establish(BufferRef block, const char* parent_rest, size_t parent_r
   if (phase_ != Phase::kRelaying) {
     return;
   }
+  if (early_client_end_ == UV_EOF) {
+    onSideRead(client_, UV_EOF, BufferRef());  // a half-close: answer still flows
+  } else if (early_client_end_ < 0) {
+    finish("client");
+    return;
+  }
+  if (phase_ != Phase::kRelaying) {
+    return;
+  }
   startReading(client_);
   startReading(upstream_);
   last_activity_ms_ = uv_now(rt_->loop());
   startTimer<&Tunnel::onTimer, Tunnel>(
       &timer_, static_cast<uint64_t>(config_->config().limits.idle_timeout.count()));
+}
+
+void Tunnel::Side::allocBlock(uv_handle_t* handle, size_t suggested, uv_buf_t* buf) {
+  auto* side = static_cast<Side*>(handle->data);
+  if (side->yield_next_read) {
+    side->yield_next_read = false;
+    *buf = uv_buf_init(nullptr, 0);
+    return;
+  }
+  allocReadBuffer(handle, suggested, buf);
+}
+
+void Tunnel::Side::readDone(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
+  static_cast<Side*>(stream->data)->onRead(nread, BufferRef::fromReadBuf(buf));
 }
 
 void Tunnel::Side::onRead(ssize_t nread, BufferRef block) {
@@ -302,6 +334,10 @@ void Tunnel::onSideRead(Side& side, ssize_t nread, BufferRef block) {
   }
   if (phase_ == Phase::kParentHandshake && &side == &upstream_) {
     onParentData(nread, std::move(block));
+    return;
+  }
+  if (phase_ != Phase::kRelaying && &side == &client_) {
+    onEarlyClientRead(nread, std::move(block));
     return;
   }
   if (phase_ != Phase::kRelaying || nread == 0) {
@@ -340,6 +376,24 @@ void Tunnel::onSideRead(Side& side, ssize_t nread, BufferRef block) {
   side.bytes_read += static_cast<uint64_t>(nread);
   last_activity_ms_ = uv_now(rt_->loop());
   relay(side, std::move(block), nullptr, static_cast<size_t>(nread));
+}
+
+// The client sent bytes (a pipelined ClientHello) or ended before the
+// tunnel was up: the bytes wait with the leftover, within one head's worth;
+// an end is acted on in establish().
+void Tunnel::onEarlyClientRead(ssize_t nread, BufferRef block) {
+  if (nread == 0) {
+    return;
+  }
+  if (nread < 0) {
+    early_client_end_ = nread;
+    stopReading(client_);
+    return;
+  }
+  leftover_.append(block.data(), static_cast<size_t>(nread));
+  if (leftover_.size() >= config_->config().limits.max_header_bytes) {
+    stopReading(client_);  // read again once established
+  }
 }
 
 // Hands the bytes of one read to the other side, zero-copy (the write holds
@@ -577,20 +631,8 @@ void Tunnel::startReading(Side& side) {
   // empty buffer from the alloc callback makes libuv stop for this round
   // (the read callback gets UV_ENOBUFS); level-triggered epoll reports the
   // socket again at the next poll, without any epoll_ctl.
-  auto alloc = [](uv_handle_t* handle, size_t suggested, uv_buf_t* buf) {
-    auto* s = static_cast<Side*>(handle->data);
-    if (s->yield_next_read) {
-      s->yield_next_read = false;
-      *buf = uv_buf_init(nullptr, 0);
-      return;
-    }
-    allocReadBuffer(handle, suggested, buf);
-  };
-  auto read = [](uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
-    static_cast<Side*>(stream->data)->onRead(nread, BufferRef::fromReadBuf(buf));
-  };
   side.yield_next_read = false;
-  if (uv_read_start(asStream(side.tcp), alloc, read) == 0) {
+  if (uv_read_start(asStream(side.tcp), &Side::allocBlock, &Side::readDone) == 0) {
     side.reading = true;
   }
 }

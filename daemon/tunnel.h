@@ -47,9 +47,10 @@ class Tunnel : public Session, public ResponseReader::Listener {
   struct Params {
     Runtime* rt = nullptr;
     LiveConfigPtr config;
-    uv_tcp_t* client = nullptr;  // ownership passes to the tunnel
-    std::string client_ip;       // for the per-client connection count
-    std::string leftover;        // bytes the client sent after the head
+    uv_tcp_t* client = nullptr;   // ownership passes to the tunnel
+    std::string client_ip;        // for the per-client connection count
+    std::string leftover;         // bytes the client sent after the head
+    bool client_reading = false;  // libuv still reads `client`: take the reads over
     Authority target;
     rules::Decision decision;
     DecisionRecord record;  // filled so far by the Connection
@@ -83,6 +84,8 @@ class Tunnel : public Session, public ResponseReader::Listener {
     // decline once (see Tunnel::startReading) and wait for the next poll.
     bool yield_next_read = false;
     void onRead(ssize_t nread, BufferRef block);
+    static void allocBlock(uv_handle_t* handle, size_t suggested, uv_buf_t* buf);
+    static void readDone(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf);
     void onWritten(int status, size_t bytes);
     void onClosed(uv_handle_t* handle);
   };
@@ -102,6 +105,7 @@ class Tunnel : public Session, public ResponseReader::Listener {
   void parentAnswered(const char* rest, size_t rest_len, BufferRef block);
   void establish(BufferRef block, const char* parent_rest, size_t parent_rest_len);
   void onSideRead(Side& side, ssize_t nread, BufferRef block);
+  void onEarlyClientRead(ssize_t nread, BufferRef block);
   void onSideWritten(Side& side, int status);
   void onSideShutdown(Side& side, int status);
   void onTimer();
@@ -122,6 +126,9 @@ class Tunnel : public Session, public ResponseReader::Listener {
   LiveConfigPtr config_;
   std::string client_ip_;
   std::string leftover_;  // client bytes to send once connected
+  // The client's EOF or error, read before the tunnel was established;
+  // acted on once it is (0: none).
+  ssize_t early_client_end_ = 0;
   Authority target_;
   rules::Decision decision_;
   DecisionRecord record_;

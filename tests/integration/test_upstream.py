@@ -3,6 +3,7 @@ credentials, its refusals (407 never passed on), and NO_PROXY vs HTTPS_PROXY."""
 import json
 import socket
 import tempfile
+import threading
 import unittest
 
 from harness import (Daemon, Origin, TcpServer, curl, make_cert, proxy_config, raw_exchange,
@@ -79,6 +80,52 @@ class ChainTest(unittest.TestCase):
         self.assertNotIn("proxy-authorization", headers)
         prec = self.parent.wait_for_decision(lambda d: d.get("target", "").endswith("/headers"))
         self.assertEqual(prec[0]["target"], "http://origin.test:%d/headers" % self.plain.port)
+
+    def test_bytes_and_end_sent_before_the_tunnel_is_up_are_kept(self):
+        # The client pipelines data and even half-closes while the parent
+        # has not answered CONNECT yet: once the parent says 200, it gets the
+        # bytes and the FIN, in order, and its answer still reaches the client.
+        got_connect = threading.Event()
+        answer_now = threading.Event()
+        seen = {}
+
+        def slow_parent(conn):
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += conn.recv(65536)
+            got_connect.set()  # the proxy has read the head and is waiting for us
+            answer_now.wait(10)
+            conn.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            rest = data.split(b"\r\n\r\n", 1)[1]
+            while True:
+                b = conn.recv(65536)
+                if not b:
+                    break
+                rest += b
+            seen["bytes"] = rest
+            conn.sendall(b"pong:" + rest)
+
+        with TcpServer(slow_parent) as parent:
+            d = Daemon(config=names_config((443,), "http://127.0.0.1:%d" % parent.port))
+            try:
+                s = socket.create_connection(("127.0.0.1", d.port), timeout=10)
+                s.sendall(b"CONNECT origin.test:443 HTTP/1.1\r\nHost: origin.test:443\r\n\r\n")
+                self.assertTrue(got_connect.wait(10))
+                s.sendall(b"early-")
+                s.sendall(b"bytes")
+                s.shutdown(socket.SHUT_WR)
+                answer_now.set()
+                got = b""
+                while True:
+                    b = s.recv(65536)
+                    if not b:
+                        break
+                    got += b
+                s.close()
+            finally:
+                d.stop()
+        self.assertEqual(seen.get("bytes"), b"early-bytes")
+        self.assertEqual(got, b"HTTP/1.1 200 Connection established\r\n\r\npong:early-bytes")
 
     def test_parent_refusal_is_passed_on(self):
         with TcpServer(lambda c: None) as other:
