@@ -124,18 +124,23 @@ WriteRequest* makeWrite(std::string head, BufferRef block, const char* at, size_
   return w;
 }
 
+unsigned WriteRequest::buffers(uv_buf_t out[3]) {
+  unsigned n = 0;
+  if (!head.empty()) {
+    out[n++] = uv_buf_init(head.data(), static_cast<unsigned>(head.size()));
+  }
+  if (middle.len > 0) {
+    out[n++] = middle;
+  }
+  if (!tail.empty()) {
+    out[n++] = uv_buf_init(tail.data(), static_cast<unsigned>(tail.size()));
+  }
+  return n;
+}
+
 bool writeNow(uv_stream_t* stream, WriteRequest* w) {
   uv_buf_t bufs[3];
-  unsigned n = 0;
-  if (!w->head.empty()) {
-    bufs[n++] = uv_buf_init(w->head.data(), static_cast<unsigned>(w->head.size()));
-  }
-  if (w->middle.len > 0) {
-    bufs[n++] = w->middle;
-  }
-  if (!w->tail.empty()) {
-    bufs[n++] = uv_buf_init(w->tail.data(), static_cast<unsigned>(w->tail.size()));
-  }
+  unsigned n = w->buffers(bufs);
   if (n == 0) {
     return true;
   }

@@ -97,6 +97,9 @@ struct WriteRequest {
   uv_buf_t middle{};      // bytes inside `block` (len 0: none)
   std::string tail;       // owned bytes written last
   size_t bytes() const { return head.size() + middle.len + tail.size(); }
+  // The non-empty parts in order, for uv_write / uv_try_write; returns how
+  // many of `out`'s three slots it filled.
+  unsigned buffers(uv_buf_t out[3]);
 };
 
 WriteRequest* makeWrite(std::string text);
@@ -117,16 +120,7 @@ bool writeNow(uv_stream_t* stream, WriteRequest* w);
 template <auto Method, typename Owner>
 int submitWrite(uv_stream_t* stream, Owner* owner, WriteRequest* w) {
   uv_buf_t bufs[3];
-  unsigned n = 0;
-  if (!w->head.empty()) {
-    bufs[n++] = uv_buf_init(w->head.data(), static_cast<unsigned>(w->head.size()));
-  }
-  if (w->middle.len > 0) {
-    bufs[n++] = w->middle;
-  }
-  if (!w->tail.empty()) {
-    bufs[n++] = uv_buf_init(w->tail.data(), static_cast<unsigned>(w->tail.size()));
-  }
+  unsigned n = w->buffers(bufs);
   w->owner = owner;
   w->req.data = w;
   int rc = uv_write(&w->req, stream, bufs, n, [](uv_write_t* req, int status) {
