@@ -377,10 +377,21 @@ class _OriginHandler(http.server.BaseHTTPRequestHandler):
 
     def do_POST(self):
         if urllib.parse.urlsplit(self.path).path == "/early":
-            # Answers before reading the body, then closes (like a 413).
+            # Answers before reading the body, then closes (like a 413), the
+            # way nginx's lingering close does: FIN first, then the body is
+            # read and dropped until the peer closes. Closing with the body
+            # unread would send an RST that can destroy the 413 in flight.
             self._record()
             self.close_connection = True
             self._send(413, b"too large\n", extra=[("Connection", "close")])
+            self.wfile.flush()
+            try:
+                self.connection.shutdown(socket.SHUT_WR)
+                self.connection.settimeout(5)
+                while self.connection.recv(65536):
+                    pass
+            except OSError:
+                pass
             return
         body = self._read_body()
         self._record(body)
