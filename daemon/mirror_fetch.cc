@@ -6,6 +6,7 @@
 #include "daemon/connector.h"
 #include "daemon/net_address.h"
 #include "daemon/resolver.h"
+#include "rules/ascii.h"
 
 namespace switchyard {
 
@@ -14,19 +15,6 @@ namespace {
 using rules::AttemptOutcome;
 using rules::GoproxyEntry;
 
-int hexValue(char c) {
-  if (c >= '0' && c <= '9') {
-    return c - '0';
-  }
-  if (c >= 'a' && c <= 'f') {
-    return c - 'a' + 10;
-  }
-  if (c >= 'A' && c <= 'F') {
-    return c - 'A' + 10;
-  }
-  return -1;
-}
-
 // Userinfo is percent-encoded in URLs ("p%40ss" for "p@ss"); Basic
 // credentials carry the decoded text. A broken escape is kept literally.
 std::string percentDecode(std::string_view s) {
@@ -34,8 +22,8 @@ std::string percentDecode(std::string_view s) {
   out.reserve(s.size());
   for (size_t i = 0; i < s.size(); ++i) {
     if (s[i] == '%' && i + 2 < s.size()) {
-      int hi = hexValue(s[i + 1]);
-      int lo = hexValue(s[i + 2]);
+      int hi = rules::hexDigitValue(s[i + 1]);
+      int lo = rules::hexDigitValue(s[i + 2]);
       if (hi >= 0 && lo >= 0) {
         out.push_back(static_cast<char>(hi * 16 + lo));
         i += 2;

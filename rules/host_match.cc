@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "rules/ascii.h"
 #include "rules/idna.h"
 
 namespace switchyard::rules {
@@ -19,19 +20,6 @@ constexpr IpBytes kV4MappedPrefix = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0
 
 bool isDigit(char c) {
   return c >= '0' && c <= '9';
-}
-
-int hexValue(char c) {
-  if (c >= '0' && c <= '9') {
-    return c - '0';
-  }
-  if (c >= 'a' && c <= 'f') {
-    return c - 'a' + 10;
-  }
-  if (c >= 'A' && c <= 'F') {
-    return c - 'A' + 10;
-  }
-  return -1;
 }
 
 // netip's parseIPv4Fields: four decimal fields, no empty field, no leading
@@ -90,11 +78,11 @@ std::optional<IpBytes> parseV6(std::string_view s) {
     const size_t field_start = pos;
     uint32_t acc = 0;
     int digits = 0;
-    while (pos < s.size() && hexValue(s[pos]) >= 0) {
+    while (pos < s.size() && hexDigitValue(s[pos]) >= 0) {
       if (digits == 4) {
         return std::nullopt;  // More than four hex digits in a group.
       }
-      acc = (acc << 4) | static_cast<uint32_t>(hexValue(s[pos]));
+      acc = (acc << 4) | static_cast<uint32_t>(hexDigitValue(s[pos]));
       ++digits;
       ++pos;
     }

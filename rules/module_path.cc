@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <utility>
 
+#include "rules/ascii.h"
+
 namespace switchyard::rules {
 namespace {
 
@@ -287,19 +289,6 @@ std::optional<std::string> unescapeString(std::string_view escaped) {
   return out;
 }
 
-int hexValue(char c) {
-  if (isDigit(c)) {
-    return c - '0';
-  }
-  if (c >= 'a' && c <= 'f') {
-    return c - 'a' + 10;
-  }
-  if (c >= 'A' && c <= 'F') {
-    return c - 'A' + 10;
-  }
-  return -1;
-}
-
 }  // namespace
 
 bool checkModulePath(std::string_view path, std::string* error) {
@@ -416,8 +405,8 @@ std::optional<std::string> percentDecode(std::string_view s) {
     if (i + 2 >= s.size()) {
       return std::nullopt;
     }
-    const int hi = hexValue(s[i + 1]);
-    const int lo = hexValue(s[i + 2]);
+    const int hi = hexDigitValue(s[i + 1]);
+    const int lo = hexDigitValue(s[i + 2]);
     if (hi < 0 || lo < 0) {
       return std::nullopt;
     }
