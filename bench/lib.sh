@@ -205,7 +205,7 @@ bench_start_relay() {
   local i
   RELAY_PORT=
   for i in $(seq 1 50); do
-    RELAY_PORT=$(sed -n 's/^port=//p' "$out")
+    RELAY_PORT=$(sed -n 's/^port=//p' "$out" 2>/dev/null || true)
     [ -n "$RELAY_PORT" ] && break
     sleep 0.1
   done
@@ -361,6 +361,8 @@ bench_parse_args() {
   WITH_FLOOR=
   BOOST=1
   BUILD=1
+  TESTS=$ALL_TESTS
+  SKIP_IDLE=
   : "$WITH_FLOOR"  # read by proxy.sh and compare.sh
   while [ $# -gt 0 ]; do
     case "$1" in
@@ -370,6 +372,7 @@ bench_parse_args() {
       --floor) WITH_FLOOR=1 ;;
       --no-boost) BOOST= ;;
       --no-build) BUILD= ;;
+      --tests) TESTS=$2; SKIP_IDLE=1; shift ;;
       -h|--help)
         sed -n '2,/^set /p' "$0" | sed -n 's/^# \{0,1\}//p'
         exit 0 ;;
@@ -456,7 +459,7 @@ measure() {
   record "$test.$target" "$v"
 }
 
-TESTS="ka50 ka400 dl1g dl8 tun lat lat_t"
+ALL_TESTS="ka50 ka400 dl1g dl8 tun lat lat_t"
 
 # Idle tunnels: N = (hard open-files limit − 500) / 2, each costing the
 # proxy two descriptors. Measured on the freshly started proxy, before the
@@ -496,7 +499,8 @@ bench_run() {
   echo "load:     $load_start (1/5/15-min load averages at start)"
   echo "idle N:   $IDLE_N tunnels (hard open-files limit $HARD_NOFILE)"
   local target
-  for target in "${proxies[@]}"; do
+  [ -n "$SKIP_IDLE" ] && proxies_idle=() || proxies_idle=("${proxies[@]}")
+  for target in ${proxies_idle[@]+"${proxies_idle[@]}"}; do
     case "$target" in
       switchyard) measure_idle switchyard "$SY_PID" ;;
       squid) measure_idle squid "$SQUID_PID" ;;
@@ -546,6 +550,9 @@ verdict() { awk -v v="$1" -v t="$2" -v dir="$3" 'BEGIN {
   if (v == "nan" || v == "") { print "-"; exit }
   ok = dir == ">=" ? v >= t : v <= t; print ok ? "meets" : "MISSES" }'; }
 
+# Whether test $1 was among the measured ones (--tests).
+ran() { [[ " $TESTS " == *" $1 "* ]]; }
+
 print_table() {
   local proxies=("$@")
   local has_squid=
@@ -570,6 +577,7 @@ print_table() {
   local entry test label target_text target_val row
   for entry in "${names[@]}"; do
     IFS=: read -r test label target_text target_val <<<"$entry"
+    ran "$test" || continue
     row="| $label | $target_text | $(human "$test" "$(med "$test.direct")")"
     for p in "${proxies[@]}"; do
       if applies "$test" "$p"; then
@@ -586,6 +594,7 @@ print_table() {
   # Latency: added µs over direct, p50 and p99, forward path and tunnel.
   local q lt label2 limit
   for lt in lat lat_t; do
+    ran "$lt" || continue
     for q in p50 p99; do
       if [ "$lt" = lat ]; then
         label2="added latency $q, one keep-alive conn (absolute-form GET)"
@@ -612,6 +621,7 @@ print_table() {
       echo "$row"
     done
   done
+  [ -z "$SKIP_IDLE" ] || return 0
   row="| RSS per idle tunnel, N = $IDLE_N | ≤ 8 KiB | -"
   local per ok
   for p in "${proxies[@]}"; do

@@ -2,7 +2,7 @@
 # Proxy core speed: Switchyard against a direct connection, measured in the
 # same run, interleaved. Prints a markdown table (docs/BENCHMARKS.md).
 #
-# Usage: bench/proxy.sh [--quick] [--rounds N] [--seconds S] [--floor] [--no-boost] [--no-build]
+# Usage: bench/proxy.sh [--quick] [--rounds N] [--seconds S] [--floor] [--no-boost] [--no-build] [--tests LIST]
 #   --quick      3 rounds of 2 s runs and 3,000 latency samples (~1.5 min,
 #                plus the build)
 #   --rounds N   interleaved rounds, at least 3 (default 7)
@@ -12,6 +12,8 @@
 #   --no-boost   keep normal priority (default as root: the rounds run under
 #                SCHED_FIFO, setup at nice -20; other work shares the machine)
 #   --no-build   measure build/bench as it is instead of running make bench
+#   --tests LIST only these of "ka50 ka400 dl1g dl8 tun lat lat_t" (quoted,
+#                space-separated), and no idle-tunnel measurement
 #
 # Builds the Release tree (make bench) and the load client, installs wrk and
 # nginx-light when missing, starts nginx (origin) and the daemon on ephemeral

@@ -6,6 +6,9 @@
 # figures do not move with the machine's load.
 #
 # Usage: bench/syscalls.sh [CONNS...]   (default: 50 400)
+#   MODE=tunnels  count per new tunnel instead (CONNECT + one 1 KiB GET +
+#            close, 50 in flight, bench/loadclient.cc `tunnels`); CONNS is
+#            then ignored
 #   SECS=N   length of each measured run (default 3)
 #   SY_BIN   the daemon to measure (default build/bench/daemon/switchyard;
 #            run `make bench` first)
@@ -23,12 +26,35 @@ cat >"$lua" <<LUA
 wrk.path = "http://127.0.0.1:$NGINX_PORT/1k"
 wrk.headers["Host"] = "127.0.0.1:$NGINX_PORT"
 LUA
-calls=(read write writev epoll_wait epoll_ctl setsockopt getpeername getsockname socket connect
+calls=(read write writev epoll_wait epoll_ctl setsockopt getpeername getsockname socket connect shutdown
   close accept4 ioctl futex)
 events=context-switches
 for c in "${calls[@]}"; do
   events="$events,syscalls:sys_enter_$c"
 done
+per_unit() { # $1: units completed, $2: perf output
+  awk -F, -v r="$1" '
+    $3 ~ /sys_enter_/ { name = $3; sub(/.*sys_enter_/, "", name); total += $1
+                        printf "  %-16s %7.3f\n", name, $1 / r }
+    $3 == "context-switches" { cs = $1 / r }
+    END { printf "  %-16s %7.3f\n  %-16s %7.3f\n", "all syscalls", total / r,
+          "context switches", cs }' "$2"
+}
+if [ "${MODE:-}" = tunnels ]; then
+  lc tunnels --target "127.0.0.1:$NGINX_PORT" --proxy "127.0.0.1:$SY_PORT" --conc 50 \
+    --seconds 1 --path /1k >/dev/null
+  perf stat -x, -e "$events" -p "$SY_PID" -o "$BENCH_DIR/perf.tunnels" &
+  perf_pid=$!
+  sleep 0.2
+  out=$(lc tunnels --target "127.0.0.1:$NGINX_PORT" --proxy "127.0.0.1:$SY_PORT" --conc 50 \
+    --seconds "$SECS" --path /1k)
+  kill -INT "$perf_pid"
+  wait "$perf_pid" || true
+  done_=$(echo "$out" | tr ' ' '\n' | sed -n 's/^done=//p')
+  echo "new tunnels: $out; per tunnel:"
+  per_unit "$done_" "$BENCH_DIR/perf.tunnels"
+  exit 0
+fi
 for conns in "${@:-50 400}"; do
   # A first run opens the client connections and fills the upstream pool.
   taskset -c "$CLIENT_CPU" wrk -t1 -c"$conns" -d1s -s "$lua" "http://127.0.0.1:$SY_PORT/" >/dev/null
@@ -40,10 +66,5 @@ for conns in "${@:-50 400}"; do
   wait "$perf_pid" || true
   requests=$(echo "$out" | sed -n 's/^ *\([0-9]*\) requests in.*/\1/p')
   echo "$conns connections: $requests requests in ${SECS}s; per request:"
-  awk -F, -v r="$requests" '
-    $3 ~ /sys_enter_/ { name = $3; sub(/.*sys_enter_/, "", name); total += $1
-                        printf "  %-16s %7.3f\n", name, $1 / r }
-    $3 == "context-switches" { cs = $1 / r }
-    END { printf "  %-16s %7.3f\n  %-16s %7.3f\n", "all syscalls", total / r,
-          "context switches", cs }' "$BENCH_DIR/perf.$conns"
+  per_unit "$requests" "$BENCH_DIR/perf.$conns"
 done

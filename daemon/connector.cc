@@ -142,6 +142,7 @@ struct Connector::Impl {
     uv_tcp_t* tcp = nullptr;
     uv_connect_t req{};
     sockaddr_storage addr{};
+    bool reading = false;
   };
 
   struct Job {
@@ -154,6 +155,7 @@ struct Connector::Impl {
     uv_timer_t* stagger = nullptr;  // next attempt; also the zero-delay delivery
     std::chrono::milliseconds timeout{0};
     Callback cb;
+    EarlyRead early_read;
     int last_status = 0;
     std::string last_error;
     bool done = false;  // a result exists (possibly not delivered yet)
@@ -171,7 +173,7 @@ struct Connector::Impl {
   explicit Impl(uv_loop_t* loop) : loop_(loop) {}
 
   uint64_t connect(std::vector<sockaddr_storage> addresses, std::chrono::milliseconds timeout,
-                   Callback cb) {
+                   Callback cb, EarlyRead early_read) {
     uint64_t id = next_id_++;
     if (closed_) {
       return id;
@@ -182,6 +184,7 @@ struct Connector::Impl {
     job->addresses = interleave(addresses);
     job->timeout = timeout;
     job->cb = std::move(cb);
+    job->early_read = early_read;
     job->deadline = new uv_timer_t;
     uv_timer_init(loop_, job->deadline);
     job->deadline->data = job;
@@ -240,6 +243,10 @@ struct Connector::Impl {
         recordFailure(job, addr, rc);
         continue;
       }
+      if (job->early_read.alloc != nullptr) {
+        attempt->reading = uv_read_start(reinterpret_cast<uv_stream_t*>(attempt->tcp),
+                                         job->early_read.alloc, job->early_read.read) == 0;
+      }
       job->pending.push_back(attempt);
       if (job->next < job->addresses.size()) {
         uv_timer_start(job->stagger, &Impl::onStagger,
@@ -290,6 +297,7 @@ struct Connector::Impl {
       ConnectResult result;
       result.tcp = attempt->tcp;
       result.peer = attempt->addr;
+      result.reading = attempt->reading;
       delete attempt;
       self->finish(job, std::move(result));
       return;
@@ -389,8 +397,8 @@ Connector::~Connector() {
 }
 
 uint64_t Connector::connect(std::vector<sockaddr_storage> addresses,
-                            std::chrono::milliseconds timeout, Callback cb) {
-  return impl_->connect(std::move(addresses), timeout, std::move(cb));
+                            std::chrono::milliseconds timeout, Callback cb, EarlyRead early_read) {
+  return impl_->connect(std::move(addresses), timeout, std::move(cb), early_read);
 }
 
 void Connector::cancel(uint64_t id) {

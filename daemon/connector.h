@@ -23,6 +23,18 @@ struct ConnectResult {
   // must eventually uv_close() it and delete it (it was allocated with new).
   uv_tcp_t* tcp = nullptr;
   sockaddr_storage peer{};  // the address that answered
+  bool reading = false;     // reads were started with the EarlyRead callbacks
+};
+
+// Callbacks to read with from the moment a socket starts connecting. libuv
+// 1.44 re-registers a socket whose reads start after its connect completed
+// with two epoll_ctl calls (ADD, failing with EEXIST, then MOD); started
+// together with the connect it costs none. libuv runs neither callback before
+// the connect callback, so the owner sets the handle's data in time; until
+// then data is nullptr.
+struct EarlyRead {
+  uv_alloc_cb alloc = nullptr;
+  uv_read_cb read = nullptr;
 };
 
 class Connector {
@@ -34,9 +46,10 @@ class Connector {
   ~Connector();
 
   // Starts connecting; `cb` is called exactly once, asynchronously, unless
-  // cancelled. Returns an id for cancel().
+  // cancelled. Returns an id for cancel(). With `early_read`, each attempt's
+  // socket reads with those callbacks while it connects (see EarlyRead).
   uint64_t connect(std::vector<sockaddr_storage> addresses, std::chrono::milliseconds timeout,
-                   Callback cb);
+                   Callback cb, EarlyRead early_read = {});
   void cancel(uint64_t id);
   void close();  // cancels everything and closes all handles
 

@@ -9,10 +9,10 @@
 // queued writes per direction plus one block in flight.
 //
 // Ending. TCP has two directions and each ends on its own: EOF from one
-// side becomes a FIN (uv_shutdown) to the other once the bytes queued for it
-// are out, and the tunnel stays up until both directions have ended that
-// way, so a client that half-closes after its request still gets the whole
-// answer. A reset, a write error or the idle timer end both at once.
+// side becomes a FIN (shutdown(2), through uv_shutdown when bytes are still
+// queued) to the other once the bytes queued for it are out, and the tunnel stays up until both
+// directions have ended that way, so a client that half-closes after its request still gets the
+// whole answer. A reset, a write error or the idle timer end both at once.
 #include "daemon/tunnel.h"
 
 #include <spdlog/spdlog.h>
@@ -110,11 +110,15 @@ void Tunnel::onResolved(const ResolveResult& result) {
     return;
   }
   phase_ = Phase::kConnecting;
-  connect_id_ = rt_->connector->connect(std::move(usable), config.limits.connect_timeout,
-                                        [this](ConnectResult&& result) {
-                                          connect_id_ = 0;
-                                          onConnected(std::move(result));
-                                        });
+  // The upstream socket reads from the start (EarlyRead): the relay and the
+  // parent's answer both read it right after the connect.
+  connect_id_ = rt_->connector->connect(
+      std::move(usable), config.limits.connect_timeout,
+      [this](ConnectResult&& result) {
+        connect_id_ = 0;
+        onConnected(std::move(result));
+      },
+      EarlyRead{&Side::allocBlock, &Side::readDone});
 }
 
 void Tunnel::onConnected(ConnectResult&& result) {
@@ -135,6 +139,7 @@ void Tunnel::onConnected(ConnectResult&& result) {
   record_.resolved = formatAddress(reinterpret_cast<const sockaddr*>(&result.peer));
   upstream_.tcp = result.tcp;
   upstream_.tcp->data = &upstream_;
+  upstream_.reading = result.reading;
   // The client's socket got TCP_NODELAY when the Connection took it.
   uv_tcp_nodelay(upstream_.tcp, 1);
   if (via_parent_) {
@@ -308,7 +313,7 @@ void Tunnel::establish(BufferRef block, const char* parent_rest, size_t parent_r
 
 void Tunnel::Side::allocBlock(uv_handle_t* handle, size_t suggested, uv_buf_t* buf) {
   auto* side = static_cast<Side*>(handle->data);
-  if (side->yield_next_read) {
+  if (side == nullptr || side->yield_next_read) {  // nullptr: not ours yet (EarlyRead)
     side->yield_next_read = false;
     *buf = uv_buf_init(nullptr, 0);
     return;
@@ -317,7 +322,10 @@ void Tunnel::Side::allocBlock(uv_handle_t* handle, size_t suggested, uv_buf_t* b
 }
 
 void Tunnel::Side::readDone(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
-  static_cast<Side*>(stream->data)->onRead(nread, BufferRef::fromReadBuf(buf));
+  BufferRef block = BufferRef::fromReadBuf(buf);
+  if (auto* side = static_cast<Side*>(stream->data)) {
+    side->onRead(nread, std::move(block));
+  }
 }
 
 void Tunnel::Side::onRead(ssize_t nread, BufferRef block) {
@@ -345,7 +353,8 @@ void Tunnel::onSideRead(Side& side, ssize_t nread, BufferRef block) {
   }
   if (nread == UV_EOF) {
     // Half-close: this direction is over. The peer gets a FIN once the
-    // bytes already queued for it are written (uv_shutdown waits for them);
+    // bytes already queued for it are written (at once when none are;
+    // otherwise uv_shutdown waits for them);
     // the other direction keeps flowing until it ends too.
     side.eof = true;
     stopReading(side);
@@ -355,6 +364,10 @@ void Tunnel::onSideRead(Side& side, ssize_t nread, BufferRef block) {
     Side& peer = *side.peer;
     if (!peer.shutdown_sent) {
       peer.shutdown_sent = true;
+      if (std::optional<int> status = shutdownNow(asStream(peer.tcp))) {
+        onSideShutdown(peer, *status);
+        return;
+      }
       peer.shutdown_req.data = &peer;
       int rc =
           uv_shutdown(&peer.shutdown_req, asStream(peer.tcp), [](uv_shutdown_t* req, int status) {

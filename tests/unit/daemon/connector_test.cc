@@ -61,6 +61,7 @@ class Listener {
   ~Listener() { closeAll(); }
 
   bool ok() const { return fd_ >= 0; }
+  int fd() const { return fd_; }
   const sockaddr_storage& addr() const { return addr_; }
 
   // Connects until one connection does not complete within 200 ms: from then
@@ -368,6 +369,100 @@ TEST_F(ConnectorTest, DestroyingConnectorInsideCallbackIsSafe) {
   });
   ASSERT_TRUE(runUntil(&loop_, [&] { return calls == 1; }));
   connector_ = std::make_unique<Connector>(&loop_);
+}
+
+// EarlyRead: the winning socket reads from the start with the given
+// callbacks, which see nothing before the connect callback has run (the
+// handle's data is still nullptr then), and then every byte the server sent
+// right after accepting, without another uv_read_start.
+struct EarlyReadLog {
+  bool connected = false;
+  bool read_before_connect = false;
+  std::string bytes;
+  ssize_t end = 0;  // UV_EOF or an error once the server closed
+};
+
+void earlyAlloc(uv_handle_t*, size_t, uv_buf_t* buf) {
+  static char block[4096];
+  *buf = uv_buf_init(block, sizeof(block));
+}
+
+void earlyRead(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
+  auto* log = static_cast<EarlyReadLog*>(stream->data);
+  if (log == nullptr) {
+    return;  // checked by the test through its own flag
+  }
+  if (!log->connected) {
+    log->read_before_connect = true;
+  }
+  if (nread > 0) {
+    log->bytes.append(buf->base, static_cast<size_t>(nread));
+  } else if (nread < 0) {
+    log->end = nread;
+  }
+}
+
+TEST_F(ConnectorTest, EarlyReadKeepsReadingTheWinnerAcrossTheConnect) {
+  Listener good("127.0.0.1", 16);
+  ASSERT_TRUE(good.ok());
+  EarlyReadLog log;
+  int calls = 0;
+  ConnectResult won;
+  connector_->connect(
+      {refusedAddr("127.0.0.1"), good.addr()}, 2000ms,
+      [&](ConnectResult&& r) {
+        ++calls;
+        won = std::move(r);
+        if (won.tcp != nullptr) {
+          won.tcp->data = &log;
+          log.connected = true;
+        }
+      },
+      EarlyRead{&earlyAlloc, &earlyRead});
+  ASSERT_TRUE(runUntil(&loop_, [&] { return calls == 1; }));
+  ASSERT_EQ(won.status, 0) << won.error;
+  ASSERT_NE(won.tcp, nullptr);
+  EXPECT_TRUE(won.reading);
+  EXPECT_TRUE(uv_is_active(reinterpret_cast<uv_handle_t*>(won.tcp)));
+
+  // The server speaks first and closes: the bytes and the end reach the
+  // callbacks that were set before the connect completed.
+  int served = ::accept(good.fd(), nullptr, nullptr);
+  ASSERT_GE(served, 0);
+  ASSERT_EQ(::write(served, "hello", 5), 5);
+  ::close(served);
+  ASSERT_TRUE(runUntil(&loop_, [&] { return log.end != 0; }));
+  EXPECT_EQ(log.bytes, "hello");
+  EXPECT_EQ(log.end, UV_EOF);
+  EXPECT_FALSE(log.read_before_connect);
+  closeTcp(won.tcp);
+}
+
+TEST_F(ConnectorTest, WithoutEarlyReadTheWinnerIsNotReading) {
+  Listener good("127.0.0.1", 16);
+  Outcome o = connectNow({good.addr()}, 2000ms);
+  EXPECT_EQ(o.result.status, 0) << o.result.error;
+  EXPECT_FALSE(o.result.reading);
+}
+
+TEST_F(ConnectorTest, EarlyReadOnFailedAttemptsCallsNoReadCallback) {
+  EarlyReadLog log;
+  int calls = 0;
+  ConnectResult result;
+  connector_->connect(
+      {refusedAddr("127.0.0.1"), refusedAddr("127.0.0.1")}, 2000ms,
+      [&](ConnectResult&& r) {
+        ++calls;
+        result = std::move(r);
+      },
+      EarlyRead{&earlyAlloc, &earlyRead});
+  ASSERT_TRUE(runUntil(&loop_, [&] { return calls == 1; }));
+  spin(&loop_, 30ms);
+  EXPECT_EQ(calls, 1);
+  EXPECT_EQ(result.status, UV_ECONNREFUSED);
+  EXPECT_EQ(result.tcp, nullptr);
+  EXPECT_FALSE(log.read_before_connect);
+  EXPECT_TRUE(log.bytes.empty());
 }
 
 struct PrivateCase {
