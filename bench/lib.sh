@@ -135,6 +135,7 @@ limits:
   max_connections: 100000
   max_connections_per_client: 100000
   idle_timeout: 1h
+  busy_poll: ${BUSY_POLL:-0}
 log:
   level: info
   decisions: $d/decisions.log
@@ -373,6 +374,7 @@ bench_parse_args() {
       --no-boost) BOOST= ;;
       --no-build) BUILD= ;;
       --tests) TESTS=$2; SKIP_IDLE=1; shift ;;
+      --busy-poll) BUSY_POLL=$2; shift ;;
       -h|--help)
         sed -n '2,/^set /p' "$0" | sed -n 's/^# \{0,1\}//p'
         exit 0 ;;
@@ -485,6 +487,7 @@ bench_header() {
   echo "rounds:   $ROUNDS interleaved (direct and proxies back to back per test, order reversed every other round); ${SECS}s per wrk/tunnel run, $LAT_COUNT latency samples"
   echo "binary:   build/bench/daemon/switchyard, built $(date -u -r "$BENCH_ROOT/build/bench/daemon/switchyard" '+%Y-%m-%d %H:%M UTC')$([ -n "$BUILD" ] || echo ' (--no-build)')"
   echo "priority: $([ -n "$BOOST" ] && echo 'rounds under SCHED_FIFO 50 (proxies, nginx, clients), setup at nice -20' || echo 'normal (--no-boost)')"
+  echo "config:   limits.busy_poll ${BUSY_POLL:-0} (see docs/CONFIG.md)"
   echo "origin:   $(nginx -v 2>&1 | sed 's/.*: //'), 1 worker, sendfile; tunnels carry plain HTTP"
 }
 

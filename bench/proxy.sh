@@ -2,7 +2,7 @@
 # Proxy core speed: Switchyard against a direct connection, measured in the
 # same run, interleaved. Prints a markdown table (docs/BENCHMARKS.md).
 #
-# Usage: bench/proxy.sh [--quick] [--rounds N] [--seconds S] [--floor] [--no-boost] [--no-build] [--tests LIST]
+# Usage: bench/proxy.sh [--quick] [--rounds N] [--seconds S] [--floor] [--no-boost] [--no-build] [--tests LIST] [--busy-poll D]
 #   --quick      3 rounds of 2 s runs and 3,000 latency samples (~1.5 min,
 #                plus the build)
 #   --rounds N   interleaved rounds, at least 3 (default 7)
@@ -14,6 +14,8 @@
 #   --no-build   measure build/bench as it is instead of running make bench
 #   --tests LIST only these of "ka50 ka400 dl1g dl8 tun lat lat_t" (quoted,
 #                space-separated), and no idle-tunnel measurement
+#   --busy-poll D  run Switchyard with limits.busy_poll D (e.g. 1ms; default 0,
+#                off, as shipped)
 #
 # Builds the Release tree (make bench) and the load client, installs wrk and
 # nginx-light when missing, starts nginx (origin) and the daemon on ephemeral

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <new>
 
+#include "daemon/busy_poll.h"
 #include "daemon/decision_log.h"
 #include "daemon/metrics.h"
 
@@ -102,6 +103,7 @@ BufferRef::~BufferRef() {
 }
 
 void allocReadBuffer(uv_handle_t*, size_t, uv_buf_t* buf) {
+  BusyPoll::noteActivity();
   BufferPool::Block* block = BufferPool::take();
   *buf = uv_buf_init(block->data, BufferPool::kBlockSize);
 }

@@ -95,6 +95,8 @@ Server::Server(uv_loop_t* loop, LiveConfigPtr config, DecisionLog* decisions, Op
   pool_ = std::make_unique<UpstreamPool>(loop_, pool_idle);
   size_t idle_bound = idleUpstreamBound(rt_.config->config().limits);
   pool_->setLimits(idle_bound, idle_bound);
+  busy_poll_ = std::make_unique<BusyPoll>(loop_);
+  busy_poll_->setWindow(rt_.config->config().limits.busy_poll);
   rt_.resolver = resolver_.get();
   rt_.connector = connector_.get();
   rt_.pool = pool_.get();
@@ -310,6 +312,7 @@ void Server::onAcceptable(Listener& listener) {
     socklen_t len = sizeof(peer);
     int fd = ::accept4(listener.fd, reinterpret_cast<sockaddr*>(&peer), &len,
                        SOCK_NONBLOCK | SOCK_CLOEXEC);
+    BusyPoll::noteActivity();
     if (fd < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK) {
         return;
@@ -549,6 +552,7 @@ bool Server::reloadConfig() {
   resolver_->setOverrides(new_config.resolve);
   size_t idle_bound = idleUpstreamBound(new_config.limits);
   pool_->setLimits(idle_bound, idle_bound);
+  busy_poll_->setWindow(new_config.limits.busy_poll);
   rt_.config = std::move(live);
   spdlog::info("config reloaded (generation {})", generation);
   return true;
@@ -641,6 +645,7 @@ void Server::finishShutdown() {
     admin_->close();
   }
   pool_->close();
+  busy_poll_->close();
   connector_->close();
   resolver_->close();
   if (rt_.decisions != nullptr) {

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "daemon/admin.h"
+#include "daemon/busy_poll.h"
 #include "daemon/runtime.h"
 #include "daemon/sd_notify.h"
 #include "rules/environment.h"
@@ -130,6 +131,7 @@ class Server {
   Runtime rt_;
   std::unique_ptr<Resolver> resolver_;
   std::unique_ptr<Connector> connector_;
+  std::unique_ptr<BusyPoll> busy_poll_;
   std::unique_ptr<UpstreamPool> pool_;
   std::unique_ptr<Metrics> metrics_;
   std::vector<std::unique_ptr<Listener>> listeners_;

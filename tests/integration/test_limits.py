@@ -7,6 +7,7 @@ import socket
 import subprocess
 import tempfile
 import threading
+import time
 import unittest
 
 from harness import (BIN, Daemon, Origin, curl, free_port, proxy_config, read_reply, recv_all,
@@ -118,6 +119,45 @@ class EmfileTest(unittest.TestCase):
             finally:
                 for s in held:
                     s.close()
+                self.assertEqual(d.stop(), 0)
+
+
+def cpu_ticks(pid):
+    """utime + stime of a process, in clock ticks (/proc/PID/stat fields 14, 15)."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+class BusyPollTest(unittest.TestCase):
+    """limits.busy_poll: serves as usual, spins while traffic flows, and
+    sleeps again once it stops (an idle daemon must not burn a core)."""
+
+    def test_serves_and_goes_back_to_sleep(self):
+        tick = os.sysconf("SC_CLK_TCK")
+        with Origin() as origin:
+            d = Daemon(config=proxy_config(limits={"busy_poll": "5ms"}))
+            try:
+                for i in range(20):
+                    r = curl(origin.url("/b%d" % i), proxy=d.proxy_url)
+                    self.assertEqual(r.returncode, 0, r.stderr)
+                    self.assertEqual(r.stdout, "hello /b%d\n" % i)
+                d.wait_for_decision(lambda r: r.get("target", "").endswith("/b19"))
+                # Measured over a second of silence: a loop that kept spinning
+                # would use about `tick` ticks; a sleeping one close to none.
+                before = cpu_ticks(d.pid)
+                time.sleep(1.0)  # the measurement window, not a wait for an event
+                used = cpu_ticks(d.pid) - before
+                self.assertLess(used, tick * 0.25, "the daemon kept spinning while idle")
+                # A reload to 0 turns it off; the daemon keeps serving.
+                with open(d.config_path, "w") as f:
+                    f.write(proxy_config(limits={"busy_poll": "0"}))
+                mark = d.log_index()
+                d.send_signal(signal.SIGHUP)
+                d.wait_for_log(r"config reloaded", start=mark)
+                r = curl(origin.url("/after"), proxy=d.proxy_url)
+                self.assertEqual(r.stdout, "hello /after\n")
+            finally:
                 self.assertEqual(d.stop(), 0)
 
 
