@@ -25,7 +25,8 @@ class BusyPollTest : public ::testing::Test {
     // The daemon's loop always has referenced handles (its listeners); a
     // loop without any would not even run its check handles.
     keep_alive_ = std::make_unique<test::TestTimer>(&loop_);
-    uv_timer_start(&keep_alive_->timer, [](uv_timer_t*) {}, 60'000, 0);
+    uv_timer_start(
+        &keep_alive_->timer, [](uv_timer_t*) {}, 60'000, 0);
   }
   void TearDown() override {
     keep_alive_.reset();
