@@ -25,6 +25,7 @@
 #include "daemon/decision_log.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <spdlog/async_logger.h>
 #include <spdlog/details/thread_pool.h>
 #include <spdlog/sinks/base_sink.h>
@@ -39,6 +40,7 @@
 #include <condition_variable>
 #include <cstring>
 #include <ctime>
+#include <iterator>
 #include <limits>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -149,96 +151,129 @@ class LineSink final : public spdlog::sinks::base_sink<std::mutex> {
   bool paused_ = false;  // guarded by pause_mutex_ (tests only)
 };
 
+// One line per request: the second's part of the stamp is formatted once
+// per second, not per line.
 std::string nowRfc3339() {
   auto now = std::chrono::system_clock::now();
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count();
-  time_t secs = static_cast<time_t>(ms / 1000);
-  tm utc{};
-  gmtime_r(&secs, &utc);
-  char buf[40];
-  size_t n = std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &utc);
-  std::snprintf(buf + n, sizeof(buf) - n, ".%03dZ", static_cast<int>(ms % 1000));
-  return buf;
+  auto secs = static_cast<time_t>(ms / 1000);
+  thread_local time_t cached_secs = -1;
+  thread_local std::string cached_prefix;
+  if (secs != cached_secs) {
+    tm utc{};
+    gmtime_r(&secs, &utc);
+    char buf[32];
+    size_t n = std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &utc);
+    cached_prefix.assign(buf, n);
+    cached_secs = secs;
+  }
+  return fmt::format("{}.{:03d}Z", cached_prefix, static_cast<int>(ms % 1000));
 }
 
 // Text fields must not be able to forge a second line or hide one: control
-// characters become \xHH. Empty values print as "-".
-std::string textValue(const std::string& value) {
+// characters become \xHH. Empty values print as "-". Appends to `out`: a
+// line has about twenty fields, and a string per field showed up in profiles.
+void appendText(std::string& out, std::string_view value) {
   if (value.empty()) {
-    return "-";
+    out += '-';
+    return;
   }
-  std::string out;
-  out.reserve(value.size());
-  for (unsigned char c : value) {
-    if (c < 0x20 || c == 0x7f) {
-      char esc[5];
-      std::snprintf(esc, sizeof(esc), "\\x%02x", c);
-      out += esc;
-    } else {
-      out += static_cast<char>(c);
+  auto control = [](unsigned char c) { return c < 0x20 || c == 0x7f; };
+  size_t done = 0;
+  for (size_t i = 0; i < value.size(); ++i) {
+    auto c = static_cast<unsigned char>(value[i]);
+    if (control(c)) {
+      out.append(value.substr(done, i - done));
+      fmt::format_to(std::back_inserter(out), "\\x{:02x}", c);
+      done = i + 1;
     }
   }
-  return out;
+  out.append(value.substr(done));
+}
+
+// ` name=value`, the value escaped.
+void appendField(std::string& out, std::string_view name, std::string_view value) {
+  out += ' ';
+  out += name;
+  out += '=';
+  appendText(out, value);
+}
+
+template <typename Number>
+void appendNumber(std::string& out, std::string_view name, Number value) {
+  fmt::format_to(std::back_inserter(out), " {}={}", name, value);
 }
 
 std::string hostPort(const std::string& host, uint16_t port) {
   bool v6 = host.find(':') != std::string::npos;
-  return (v6 ? "[" + host + "]" : host) + ":" + std::to_string(port);
+  return v6 ? fmt::format("[{}]:{}", host, port) : fmt::format("{}:{}", host, port);
 }
 
 std::string formatTextAt(const DecisionRecord& r, const std::string& ts) {
   std::string target = rules::maskUrlCredentials(r.target);
   std::string out;
-  out.reserve(256);
-  out += textValue(ts);
-  out += " conn=" + std::to_string(r.conn);
-  out += " client=" + textValue(r.client);
+  out.reserve(384);
+  appendText(out, ts);
+  appendNumber(out, "conn", r.conn);
+  appendField(out, "client", r.client);
   if (!r.user.empty()) {
-    out += " user=" + textValue(r.user);
+    appendField(out, "user", r.user);
   }
-  out += " " + textValue(r.method) + " " + textValue(target);
+  out += ' ';
+  appendText(out, r.method);
+  out += ' ';
+  appendText(out, target);
   // An origin-form target ("/mod/@v/list") does not name the host; say it.
   if (!r.host.empty() && target.find(r.host) == std::string::npos) {
-    out += " host=" + textValue(hostPort(r.host, r.port));
+    appendField(out, "host", hostPort(r.host, r.port));
   }
   if (!r.module.empty()) {
-    out += " module=" + textValue(r.module);
+    appendField(out, "module", r.module);
   }
-  out += " rule=" + textValue(r.rule);
+  appendField(out, "rule", r.rule);
   if (!r.source.empty()) {
-    out += " (" + textValue(r.source) + ")";
+    out += " (";
+    appendText(out, r.source);
+    out += ')';
   }
-  out += " matched=" + textValue(r.matched);
-  out += " action=" + textValue(r.action);
-  out += " next_hop=" + textValue(rules::maskUrlCredentials(r.next_hop));
-  out += " resolved=" + textValue(r.resolved);
-  out += " status=" + std::to_string(r.status);
-  out += " bytes_in=" + std::to_string(r.bytes_in);
-  out += " bytes_out=" + std::to_string(r.bytes_out);
-  out += " duration_ms=" + std::to_string(r.duration_ms);
-  out += " closed_by=" + textValue(r.closed_by);
-  out += " cache=" + textValue(r.cache);
+  appendField(out, "matched", r.matched);
+  appendField(out, "action", r.action);
+  appendField(out, "next_hop", rules::maskUrlCredentials(r.next_hop));
+  appendField(out, "resolved", r.resolved);
+  appendNumber(out, "status", r.status);
+  appendNumber(out, "bytes_in", r.bytes_in);
+  appendNumber(out, "bytes_out", r.bytes_out);
+  appendNumber(out, "duration_ms", r.duration_ms);
+  appendField(out, "closed_by", r.closed_by);
+  appendField(out, "cache", r.cache);
   out += " attempts=[";
   for (size_t i = 0; i < r.attempts.size(); ++i) {
     const AttemptRecord& a = r.attempts[i];
     if (i > 0) {
       out += ", ";
     }
-    out += textValue(rules::maskUrlCredentials(a.url)) + " -> ";
+    appendText(out, rules::maskUrlCredentials(a.url));
+    out += " -> ";
     if (a.status.has_value()) {
-      out += std::to_string(*a.status);
+      fmt::format_to(std::back_inserter(out), "{}", *a.status);
     } else if (a.error.has_value()) {
-      out += "error \"" + textValue(*a.error) + "\"";
+      out += "error \"";
+      appendText(out, *a.error);
+      out += '"';
     } else {
-      out += "-";
+      out += '-';
     }
-    out += " (" + textValue(a.next) + ")";
+    out += " (";
+    appendText(out, a.next);
+    out += ')';
   }
-  out += "]";
+  out += ']';
   if (!r.proxy_status.empty()) {
-    out += " proxy_status=\"" + textValue(r.proxy_status) + "\"";
+    out += " proxy_status=\"";
+    appendText(out, r.proxy_status);
+    out += '"';
   }
-  out += " gen=" + std::to_string(r.config_gen);
+  appendNumber(out, "gen", r.config_gen);
   return out;
 }
 

@@ -10,6 +10,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -294,6 +296,10 @@ TEST(DecisionLogFile, WritesOneLinePerRecord) {
       EXPECT_EQ(lines[0], DecisionLog::formatText(sampleRecord()));
       EXPECT_TRUE(std::regex_match(lines[1].substr(0, 24), ts_re)) << lines[1];
       EXPECT_NE(lines[1].find(" conn=8 "), std::string::npos);
+      // The stamp is now, not a cached second from an earlier line.
+      tm stamped{};
+      ASSERT_NE(strptime(lines[1].substr(0, 19).c_str(), "%Y-%m-%dT%H:%M:%S", &stamped), nullptr);
+      EXPECT_LE(std::abs(timegm(&stamped) - ::time(nullptr)), 2) << lines[1];
     } else {
       EXPECT_EQ(lines[0], DecisionLog::formatJson(sampleRecord()));
       Json j = Json::parse(lines[1]);
