@@ -21,11 +21,19 @@ namespace {
 // run several loops do so on one thread too.
 struct PoolState {
   std::vector<BufferPool::Block*> free;
+  std::vector<BufferPool::Block*> free_large;
   size_t live = 0;
+  size_t live_large = 0;
   ~PoolState() {
-    for (BufferPool::Block* b : free) {
-      delete b;
+    for (auto* list : {&free, &free_large}) {
+      for (BufferPool::Block* b : *list) {
+        destroyBlock(b);
+      }
     }
+  }
+  static void destroyBlock(BufferPool::Block* b) {
+    b->~Block();
+    ::operator delete(static_cast<void*>(b));
   }
 };
 
@@ -35,22 +43,26 @@ PoolState& poolState() {
 }
 
 BufferPool::Block* blockOf(char* data) {
-  return reinterpret_cast<BufferPool::Block*>(data - offsetof(BufferPool::Block, data));
+  return reinterpret_cast<BufferPool::Block*>(data) - 1;
 }
 
 }  // namespace
 
-BufferPool::Block* BufferPool::take() {
+BufferPool::Block* BufferPool::take(bool large) {
   PoolState& state = poolState();
+  large = large && state.live_large < kMaxLiveLarge;
+  std::vector<Block*>& free = large ? state.free_large : state.free;
   Block* block;
-  if (!state.free.empty()) {
-    block = state.free.back();
-    state.free.pop_back();
+  if (!free.empty()) {
+    block = free.back();
+    free.pop_back();
   } else {
-    block = new Block;
+    void* raw = ::operator new(sizeof(Block) + (large ? kLargeBlockSize : kBlockSize));
+    block = new (raw) Block{0, large};
   }
   block->refs = 1;
   ++state.live;
+  state.live_large += large ? 1 : 0;
   return block;
 }
 
@@ -60,15 +72,21 @@ void BufferPool::release(Block* block) {
   assert(block->refs == 0);
   PoolState& state = poolState();
   --state.live;
-  if (state.free.size() < kMaxFree) {
-    state.free.push_back(block);
+  state.live_large -= block->large ? 1 : 0;
+  std::vector<Block*>& free = block->large ? state.free_large : state.free;
+  if (free.size() < (block->large ? kMaxFreeLarge : kMaxFree)) {
+    free.push_back(block);
   } else {
-    delete block;
+    PoolState::destroyBlock(block);
   }
 }
 
 size_t BufferPool::liveBlocks() {
   return poolState().live;
+}
+
+size_t BufferPool::liveLargeBlocks() {
+  return poolState().live_large;
 }
 
 BufferRef BufferRef::fromReadBuf(const uv_buf_t* buf) {
@@ -79,9 +97,9 @@ BufferRef BufferRef::fromReadBuf(const uv_buf_t* buf) {
   return ref;
 }
 
-BufferRef BufferRef::make() {
+BufferRef BufferRef::make(bool large) {
   BufferRef ref;
-  ref.block_ = BufferPool::take();
+  ref.block_ = BufferPool::take(large);
   return ref;
 }
 
@@ -105,7 +123,13 @@ BufferRef::~BufferRef() {
 void allocReadBuffer(uv_handle_t*, size_t, uv_buf_t* buf) {
   BusyPoll::noteActivity();
   BufferPool::Block* block = BufferPool::take();
-  *buf = uv_buf_init(block->data, BufferPool::kBlockSize);
+  *buf = uv_buf_init(block->data(), BufferPool::kBlockSize);
+}
+
+void allocLargeReadBuffer(uv_handle_t*, size_t, uv_buf_t* buf) {
+  BusyPoll::noteActivity();
+  BufferPool::Block* block = BufferPool::take(/*large=*/true);
+  *buf = uv_buf_init(block->data(), static_cast<unsigned>(block->size()));
 }
 
 WriteRequest* makeWrite(std::string text) {

@@ -2,7 +2,8 @@
 // the code:
 //
 // Memory. A tunnel holds no buffer of its own. Each read takes a 64 KiB
-// block from the pool just before the read syscall, the block travels to the
+// block (256 KiB while a direction moves bulk data) from the pool just
+// before the read syscall, the block travels to the
 // other side as the write request's payload, and it returns to the pool when
 // that write completes. An idle tunnel therefore pins nothing but its two
 // sockets, its timer and this object; a busy one at most kHighWater of
@@ -314,11 +315,17 @@ void Tunnel::establish(BufferRef block, const char* parent_rest, size_t parent_r
 void Tunnel::Side::allocBlock(uv_handle_t* handle, size_t suggested, uv_buf_t* buf) {
   auto* side = static_cast<Side*>(handle->data);
   if (side == nullptr || side->yield_next_read) {  // nullptr: not ours yet (EarlyRead)
-    side->yield_next_read = false;
+    if (side != nullptr) {
+      side->yield_next_read = false;
+    }
     *buf = uv_buf_init(nullptr, 0);
     return;
   }
-  allocReadBuffer(handle, suggested, buf);
+  if (side->large_reads) {
+    allocLargeReadBuffer(handle, suggested, buf);
+  } else {
+    allocReadBuffer(handle, suggested, buf);
+  }
 }
 
 void Tunnel::Side::readDone(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
@@ -332,7 +339,17 @@ void Tunnel::Side::onRead(ssize_t nread, BufferRef block) {
   if (nread == UV_ENOBUFS) {
     return;  // we declined a read (startReading); the data waits in the kernel
   }
-  yield_next_read = nread == static_cast<ssize_t>(BufferPool::kBlockSize);
+  // A read of a standard block's worth or more is a bulk transfer, which
+  // goes faster in large blocks; a smaller one goes back to standard blocks.
+  // libuv reads again at once after a read that filled its block (up to 32
+  // times); with large blocks that ends after a few MiB, but when the pool
+  // has no large block to spare the burst would be 32 small reads, which
+  // starves the other tunnels (BENCHMARKS.md): then we decline the next read
+  // until the next poll.
+  bool filled = block && nread == static_cast<ssize_t>(block.size());
+  bool capped = large_reads && block && !block.large();
+  yield_next_read = filled && capped;
+  large_reads = nread >= static_cast<ssize_t>(BufferPool::kBlockSize);
   tunnel->onSideRead(*this, nread, std::move(block));
 }
 
@@ -637,13 +654,14 @@ void Tunnel::startReading(Side& side) {
   if (side.reading || side.throttled || side.tcp == nullptr || side.eof) {
     return;
   }
-  // One read per socket each time the loop polls, as a plain epoll relay
-  // does: after a read that filled its block, libuv 1.44 reads again at
-  // once (up to 32 times), and draining one socket in a burst measured
-  // 0.8x of the one-read relay on parallel downloads (BENCHMARKS.md). An
-  // empty buffer from the alloc callback makes libuv stop for this round
-  // (the read callback gets UV_ENOBUFS); level-triggered epoll reports the
-  // socket again at the next poll, without any epoll_ctl.
+  // After a read that filled its block, libuv 1.44 reads again at once (up
+  // to 32 times). With 64 KiB blocks, draining one socket in such a burst
+  // measured 0.8x of a one-read-per-poll relay on parallel downloads
+  // (BENCHMARKS.md), so when only standard blocks are to be had we decline
+  // the next read (see Side::onRead): an empty buffer from the alloc
+  // callback makes libuv stop for this round (the read callback gets
+  // UV_ENOBUFS); level-triggered epoll reports the socket again at the next
+  // poll, without any epoll_ctl.
   side.yield_next_read = false;
   if (uv_read_start(asStream(side.tcp), &Side::allocBlock, &Side::readDone) == 0) {
     side.reading = true;

@@ -80,9 +80,12 @@ class Tunnel : public Session, public ResponseReader::Listener {
     bool throttled = false;      // reading stopped: the peer's queue is full
     bool shutdown_sent = false;  // we shut down writing to this side
     bool shutdown_done = false;  // ... and it completed
-    // The last read filled its block: libuv would read again at once; we
-    // decline once (see Tunnel::startReading) and wait for the next poll.
+    // The last read filled a standard block although a large one was
+    // wanted: libuv would read again at once; we decline once (see
+    // Side::onRead) and wait for the next poll.
     bool yield_next_read = false;
+    // The last read was at least a standard block: read into large blocks.
+    bool large_reads = false;
     void onRead(ssize_t nread, BufferRef block);
     static void allocBlock(uv_handle_t* handle, size_t suggested, uv_buf_t* buf);
     static void readDone(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf);

@@ -64,6 +64,42 @@ TEST(BufferRef, AllocCallbackAndReadBufRoundTrip) {
   EXPECT_FALSE(static_cast<bool>(BufferRef::fromReadBuf(&empty)));
 }
 
+TEST(BufferPool, LargeBlocksUpToTheCapThenStandardOnes) {
+  size_t base = BufferPool::liveBlocks();
+  size_t base_large = BufferPool::liveLargeBlocks();
+  std::vector<BufferRef> held;
+  for (size_t i = base_large; i < BufferPool::kMaxLiveLarge; ++i) {
+    held.push_back(BufferRef::make(/*large=*/true));
+    ASSERT_TRUE(held.back().large());
+    ASSERT_EQ(held.back().size(), BufferPool::kLargeBlockSize);
+  }
+  // The whole block is usable: the header sits before it, not inside.
+  std::memset(held.front().data(), 'L', BufferPool::kLargeBlockSize);
+  EXPECT_EQ(BufferPool::liveLargeBlocks(), BufferPool::kMaxLiveLarge);
+  // Past the cap a large request gets a standard block, through the alloc
+  // callback too (its buffer length says which).
+  BufferRef over = BufferRef::make(/*large=*/true);
+  EXPECT_FALSE(over.large());
+  EXPECT_EQ(over.size(), BufferPool::kBlockSize);
+  uv_buf_t buf;
+  allocLargeReadBuffer(nullptr, 65536, &buf);
+  EXPECT_EQ(buf.len, BufferPool::kBlockSize);
+  BufferRef from_alloc = BufferRef::fromReadBuf(&buf);
+  EXPECT_FALSE(from_alloc.large());
+  held.pop_back();
+  EXPECT_EQ(BufferPool::liveLargeBlocks(), BufferPool::kMaxLiveLarge - 1);
+  allocLargeReadBuffer(nullptr, 65536, &buf);
+  EXPECT_EQ(buf.len, BufferPool::kLargeBlockSize);
+  BufferRef again = BufferRef::fromReadBuf(&buf);
+  EXPECT_TRUE(again.large());
+  held.clear();
+  again = BufferRef();
+  over = BufferRef();
+  from_alloc = BufferRef();
+  EXPECT_EQ(BufferPool::liveLargeBlocks(), base_large);
+  EXPECT_EQ(BufferPool::liveBlocks(), base);
+}
+
 TEST(WriteRequest, PiecesAndSize) {
   BufferRef block = BufferRef::make();
   std::memcpy(block.data(), "hello", 5);
