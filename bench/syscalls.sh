@@ -55,7 +55,8 @@ if [ "${MODE:-}" = tunnels ]; then
   per_unit "$done_" "$BENCH_DIR/perf.tunnels"
   exit 0
 fi
-for conns in "${@:-50 400}"; do
+[ $# -gt 0 ] || set -- 50 400
+for conns in "$@"; do
   # A first run opens the client connections and fills the upstream pool.
   taskset -c "$CLIENT_CPU" wrk -t1 -c"$conns" -d1s -s "$lua" "http://127.0.0.1:$SY_PORT/" >/dev/null
   perf stat -x, -e "$events" -p "$SY_PID" -o "$BENCH_DIR/perf.$conns" &

@@ -5,10 +5,11 @@ import hashlib
 import http.server
 import json
 import os
-import ssl
 import threading
 import urllib.parse
 import zipfile
+
+from harness import ThreadedHttpServer
 
 
 def write_module(tree, path, version, files, extra_zip_bytes=0):
@@ -40,7 +41,7 @@ def sha256_file(path):
     return h.hexdigest()
 
 
-class GoproxyOrigin:
+class GoproxyOrigin(ThreadedHttpServer):
     """Serves `tree` over http (or https with tls_cert) on 127.0.0.1.
 
     requests: every path asked, in order. gate(path, after): the response for
@@ -102,16 +103,10 @@ class GoproxyOrigin:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.server.block_on_close = False
-        if tls_cert:
-            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            ctx.load_cert_chain(*tls_cert)
-            self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server.daemon_threads = True
+        server.block_on_close = False
+        self.serve(server, tls_cert)
 
     def url(self, scheme="http"):
         return "%s://127.0.0.1:%d" % (scheme, self.port)
@@ -131,5 +126,4 @@ class GoproxyOrigin:
     def close(self):
         for _, event in self.gates.values():
             event.set()
-        self.server.shutdown()
-        self.server.server_close()
+        super().close()

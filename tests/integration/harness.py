@@ -8,7 +8,6 @@ import hashlib
 import http.server
 import json
 import os
-import queue
 import re
 import signal
 import socket
@@ -414,30 +413,21 @@ class _OriginServer6(_OriginServer):
     address_family = socket.AF_INET6
 
 
-class Origin:
-    """A loopback HTTP(S) origin in a thread; records connections and requests."""
+class ThreadedHttpServer:
+    """Base for the loopback HTTP(S) servers of the tests: serve() runs an
+    http.server-style server in a daemon thread (TLS with `tls_cert`, a
+    (certfile, keyfile) pair) and sets self.server, self.port and
+    self.thread; close() and the context manager stop it."""
 
-    def __init__(self, tls_cert=None, host="127.0.0.1"):
-        self.lock = threading.Lock()
-        self.connections = set()
-        self.requests = []
-        cls = _OriginServer6 if ":" in host else _OriginServer
-        self.server = cls((host, 0), _OriginHandler)
-        self.server.origin = self
+    def serve(self, server, tls_cert=None):
+        self.server = server
         if tls_cert:
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             ctx.load_cert_chain(*tls_cert)
             self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
         self.port = self.server.server_address[1]
-        self.host = host
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
-
-    def url(self, path="/", scheme="http", host=None):
-        h = host or self.host
-        if ":" in h:
-            h = "[%s]" % h
-        return "%s://%s:%d%s" % (scheme, h, self.port, path)
 
     def close(self):
         self.server.shutdown()
@@ -448,6 +438,26 @@ class Origin:
 
     def __exit__(self, *exc):
         self.close()
+
+
+class Origin(ThreadedHttpServer):
+    """A loopback HTTP(S) origin in a thread; records connections and requests."""
+
+    def __init__(self, tls_cert=None, host="127.0.0.1"):
+        self.lock = threading.Lock()
+        self.connections = set()
+        self.requests = []
+        cls = _OriginServer6 if ":" in host else _OriginServer
+        server = cls((host, 0), _OriginHandler)
+        server.origin = self
+        self.host = host
+        self.serve(server, tls_cert)
+
+    def url(self, path="/", scheme="http", host=None):
+        h = host or self.host
+        if ":" in h:
+            h = "[%s]" % h
+        return "%s://%s:%d%s" % (scheme, h, self.port, path)
 
 
 class TcpServer:
@@ -674,7 +684,7 @@ def process_cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-class RecordingTlsServer:
+class RecordingTlsServer(ThreadedHttpServer):
     """A loopback https server in a thread running `handler_class` (a
     BaseHTTPRequestHandler, e.g. SimpleHTTPRequestHandler with `directory`),
     recording the path of every GET/HEAD it receives."""
@@ -703,25 +713,9 @@ class RecordingTlsServer:
                 super().do_HEAD()
 
         cls = _OriginServer6 if ":" in host else _OriginServer
-        self.server = cls((host, 0), Recording)
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(*tls_cert)
-        self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        self.serve(cls((host, 0), Recording), tls_cert)
 
     def paths(self):
         """The paths of the requests received so far, in order."""
         with self.lock:
             return [p for _, p in self.requests]
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()

@@ -6,10 +6,10 @@ import http.server
 import os
 import subprocess
 import tempfile
-import threading
 import unittest
 
-from harness import BIN, Daemon, Origin, curl, free_port, proxy_config, raw_exchange
+from harness import (BIN, Daemon, Origin, ThreadedHttpServer, curl, free_port, proxy_config,
+                     raw_exchange)
 
 
 class _NotFoundHandler(http.server.BaseHTTPRequestHandler):
@@ -31,24 +31,18 @@ class _NotFoundHandler(http.server.BaseHTTPRequestHandler):
     do_HEAD = do_GET
 
 
-class NotFoundMirror:
+class NotFoundMirror(ThreadedHttpServer):
     """A mirror that has nothing: 404 for every path."""
 
     def __init__(self):
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _NotFoundHandler)
-        self.server.daemon_threads = True
-        self.server.paths = []
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _NotFoundHandler)
+        server.daemon_threads = True
+        server.paths = []
+        self.serve(server)
 
     @property
     def base(self):
         return "http://127.0.0.1:%d" % self.port
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 _CA_DIR = tempfile.TemporaryDirectory(prefix="sy-mirror-ca-")

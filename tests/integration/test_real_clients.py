@@ -25,7 +25,6 @@ import posixpath
 import re
 import shutil
 import socket
-import ssl
 import subprocess
 import tarfile
 import tempfile
@@ -33,7 +32,7 @@ import threading
 import unittest
 import urllib.parse
 
-from harness import Daemon, TcpServer, make_cert, proxy_config
+from harness import Daemon, TcpServer, ThreadedHttpServer, make_cert, proxy_config
 
 APT_GET = shutil.which("apt-get")
 DPKG_DEB = shutil.which("dpkg-deb")
@@ -118,7 +117,7 @@ class _StaticHandler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(body)
 
 
-class StaticOrigin:
+class StaticOrigin(ThreadedHttpServer):
     """A loopback HTTP(S) origin in a thread answering GET/HEAD from `files`
     ({path: (content type, bytes)}, 404 for anything else) with keep-alive,
     recording every request (method, path, status, headers, client address).
@@ -129,23 +128,13 @@ class StaticOrigin:
         self.files = {}
         self.close_each = False
         self.requests = []
-        self.server = _Server(("127.0.0.1", 0), _StaticHandler)
-        self.server.origin = self
-        if tls_cert:
-            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            ctx.load_cert_chain(*tls_cert)
-            self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        server = _Server(("127.0.0.1", 0), _StaticHandler)
+        server.origin = self
+        self.serve(server, tls_cert)
 
     def seen(self):
         with self.lock:
             return list(self.requests)
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 class Relay:
