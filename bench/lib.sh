@@ -488,6 +488,10 @@ bench_header() {
   echo "binary:   build/bench/daemon/switchyard, built $(date -u -r "$BENCH_ROOT/build/bench/daemon/switchyard" '+%Y-%m-%d %H:%M UTC')$([ -n "$BUILD" ] || echo ' (--no-build)')"
   echo "priority: $([ -n "$BOOST" ] && echo 'rounds under SCHED_FIFO 50 (proxies, nginx, clients), setup at nice -20' || echo 'normal (--no-boost)')"
   echo "config:   limits.busy_poll ${BUSY_POLL:-0} (see docs/CONFIG.md)"
+  # A VM guest's idle loop: with halt polling off (0), every wake-up of a
+  # sleeping CPU is a VM exit and entry, tens of µs (BENCHMARKS.md).
+  local hp=/sys/module/haltpoll/parameters/guest_halt_poll_ns
+  echo "cpuidle:  $(cat /sys/devices/system/cpu/cpuidle/current_driver 2>/dev/null || echo unknown)$([ -r "$hp" ] && echo ", guest_halt_poll_ns $(cat "$hp")")"
   echo "origin:   $(nginx -v 2>&1 | sed 's/.*: //'), 1 worker, sendfile; tunnels carry plain HTTP"
 }
 
