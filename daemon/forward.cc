@@ -678,6 +678,13 @@ void ForwardExchange::upstreamBroke(const std::string& why) {
     return;
   }
   if (!response_started_ && retryable()) {
+    // The dead pooled connection is an attempt of its own in the log, so a
+    // person reading it sees why the request took a second connection.
+    AttemptRecord stale;
+    stale.url = attemptUrl();
+    stale.error = "reused idle connection " + why;
+    stale.next = "fell through: retried on a new connection";
+    record_.attempts.push_back(std::move(stale));
     retried_ = true;
     reused_ = false;
     uv_timer_stop(&timer_);
@@ -805,6 +812,11 @@ void ForwardExchange::releaseUpstream() {
   upstream_ = nullptr;
 }
 
+std::string ForwardExchange::attemptUrl() const {
+  return via_parent_ ? rules::maskUrlCredentials(decision_.upstream)
+                     : "http://" + url_.authority.hostHeader(80);
+}
+
 void ForwardExchange::logOnce(const char* closed_by) {
   if (logged_) {
     return;
@@ -816,8 +828,7 @@ void ForwardExchange::logOnce(const char* closed_by) {
   // origin shows in the log and in switchyard_upstream_attempts_total).
   if (attempted_) {
     AttemptRecord attempt;
-    attempt.url = via_parent_ ? rules::maskUrlCredentials(decision_.upstream)
-                              : "http://" + url_.authority.hostHeader(80);
+    attempt.url = attemptUrl();
     if (record_.status != 0 && response_started_) {
       attempt.status = record_.status;
     }

@@ -109,6 +109,7 @@ class ForwardExchange : public ResponseReader::Listener, public Exchange, public
   void abortMidResponse(const char* closed_by, const std::string& why);
   void upstreamBroke(const std::string& why);
   void logOnce(const char* closed_by);
+  std::string attemptUrl() const;  // the next hop, as an attempt's url
   void dispose();
   void onHandleClosed(uv_handle_t* handle);
 

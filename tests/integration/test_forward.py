@@ -257,6 +257,17 @@ class ForwardTest(unittest.TestCase):
             self.assertEqual(second.status, 200, second.raw)
             self.assertEqual(second.body, b"answer 1\n")
             self.assertEqual(len(connections), 2)
+            # The log says why a second connection was needed: the dead
+            # pooled one is an attempt of its own.
+            rec = self.daemon.wait_for_decision(lambda r: r.get("target", "").endswith("/second"))[0]
+            hop = "http://127.0.0.1:%d" % origin.port
+            self.assertEqual([(a["url"], a["status"], a["next"]) for a in rec["attempts"]],
+                             [(hop, None, "fell through: retried on a new connection"),
+                              (hop, 200, "served")], rec)
+            self.assertIn("reused idle connection", rec["attempts"][0]["error"])
+            first_rec = self.daemon.wait_for_decision(
+                lambda r: r.get("target", "").endswith("/first"))[0]
+            self.assertEqual(len(first_rec["attempts"]), 1, first_rec)
 
     def test_origin_form_that_is_no_goproxy_path_is_404(self):
         # Origin-form requests are for switchyard as a GOPROXY server
