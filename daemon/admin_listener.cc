@@ -31,6 +31,10 @@ AdminResponse plainAnswer(int status, std::string text) {
   return r;
 }
 
+AdminResponse versionNotSupported() {
+  return plainAnswer(505, "only HTTP/1.0 and HTTP/1.1 are spoken here");
+}
+
 }  // namespace
 
 // One admin client: reads a head, answers, closes.
@@ -76,7 +80,8 @@ class AdminListener::Client {
   bool answered_ = false;  // our answer is queued: further input is discarded
   bool closing_ = false;   // handles are closing
   bool head_too_large_ = false;
-  bool host_twice_ = false;  // more than one Host field (RFC 9112 3.2: 400)
+  bool target_too_large_ = false;  // the request-target alone passed the bound
+  bool host_twice_ = false;        // more than one Host field (RFC 9112 3.2: 400)
 };
 
 AdminListener::Client::Client(AdminListener* listener, uv_tcp_t* tcp)
@@ -118,10 +123,22 @@ void AdminListener::Client::onRead(ssize_t nread, BufferRef block) {
     respond();
     return;
   }
+  // The same statuses as the proxy door gives for these (RFC 9112 3, RFC
+  // 9110 15.5.15 and 15.6.6).
+  if (head_too_large_ && target_too_large_) {
+    respondWith(serializeAdminResponse(
+        plainAnswer(414, "request target longer than " + std::to_string(kMaxHeadBytes) + " bytes"),
+        false, false));
+    return;
+  }
   if (head_too_large_) {
     respondWith(serializeAdminResponse(
         plainAnswer(431, "request head larger than " + std::to_string(kMaxHeadBytes) + " bytes"),
         false, false));
+    return;
+  }
+  if (err == HPE_INVALID_VERSION) {
+    respondWith(serializeAdminResponse(versionNotSupported(), false, false));
     return;
   }
   respondWith(serializeAdminResponse(
@@ -156,6 +173,7 @@ bool AdminListener::Client::countHeadBytes(size_t len) {
 int AdminListener::Client::onUrl(llhttp_t* parser, const char* at, size_t len) {
   Client* self = from(parser);
   if (!self->countHeadBytes(len)) {
+    self->target_too_large_ = true;
     return HPE_USER;
   }
   self->target_.append(at, len);
@@ -210,6 +228,11 @@ int AdminListener::Client::onHeadersComplete(llhttp_t* parser) {
 // ---- The answer.
 
 void AdminListener::Client::respond() {
+  // llhttp parses HTTP/0.x and 2.x to 9.x request lines too.
+  if (parser_.http_major != 1) {
+    respondWith(serializeAdminResponse(versionNotSupported(), false, false));
+    return;
+  }
   if (host_twice_) {
     respondWith(serializeAdminResponse(plainAnswer(400, "more than one Host field"), false, false));
     return;

@@ -218,13 +218,14 @@ TEST_F(GatewayOpsTest, AnswersEveryEndpoint) {
       {"http/1.0", "GET /healthz HTTP/1.0\r\n\r\n", "HTTP/1.1 200 OK", "ok\n"},
       {"two hosts", "GET /healthz HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", "HTTP/1.1 400 ", "Host"},
       {"bad field", "GET /healthz HTTP/1.1\r\nNo Colon\r\n\r\n", "HTTP/1.1 400 ", "malformed"},
-      {"bad version", "GET /healthz HTTP/9.9\r\n\r\n", "HTTP/1.1 400 ", "malformed"},
+      {"bad version", "GET /healthz HTTP/9.9\r\n\r\n", "HTTP/1.1 505 ", "HTTP/1.1"},
+      {"http/2", "GET /healthz HTTP/2.0\r\n\r\n", "HTTP/1.1 505 ", "HTTP/1.1"},
       {"head too large",
        "GET /healthz HTTP/1.1\r\nX: " + std::string(AdminListener::kMaxHeadBytes, 'a') + "\r\n\r\n",
        "HTTP/1.1 431 ", "8192"},
       {"url too large",
        "GET /" + std::string(AdminListener::kMaxHeadBytes + 1, 'u') + " HTTP/1.1\r\n\r\n",
-       "HTTP/1.1 431 ", ""},
+       "HTTP/1.1 414 ", "request target longer"},
   };
   for (const AdminCase& c : cases) {
     SCOPED_TRACE(c.name);
