@@ -135,6 +135,11 @@ class AdminEndpointsTest(unittest.TestCase):
         reply = raw_exchange(port, b"GET /healthz HTTP/1.1\r\nX: " + b"a" * 9000 + b"\r\n\r\n",
                              host=host)
         self.assertTrue(reply.startswith(b"HTTP/1.1 431 "), reply)
+        reply = raw_exchange(port, b"GET /" + b"u" * 9000 + b" HTTP/1.1\r\n\r\n", host=host)
+        self.assertTrue(reply.startswith(b"HTTP/1.1 414 "), reply)
+        for version in (b"HTTP/2.0", b"HTTP/9.9", b"HTTP/0.9"):
+            reply = raw_exchange(port, b"GET /healthz " + version + b"\r\n\r\n", host=host)
+            self.assertTrue(reply.startswith(b"HTTP/1.1 505 "), (version, reply))
         reply = raw_exchange(port, b"GET /healthz HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
                              host=host)
         self.assertTrue(reply.startswith(b"HTTP/1.1 400 "), reply)
