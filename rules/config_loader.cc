@@ -1037,7 +1037,16 @@ class Loader {
       } else if (key == "response_timeout") {
         limits.response_timeout = timeout(value, limits.response_timeout, false);
       } else if (key == "busy_poll") {
-        limits.busy_poll = timeout(value, limits.busy_poll, true);
+        // Each burst of traffic keeps a core busy this long afterwards: a
+        // window of seconds or minutes can only be a slip of the unit.
+        constexpr std::chrono::milliseconds kMaxBusyPoll{1000};
+        std::optional<std::chrono::milliseconds> window = readDuration(value, true);
+        if (window && *window > kMaxBusyPoll) {
+          error(value, "must be at most 1s (the loop spins that long after traffic), got " +
+                           quote(value.node.Scalar()));
+        } else if (window) {
+          limits.busy_poll = *window;
+        }
       } else {
         // 0 is meaningful here: close everything at once on shutdown.
         limits.drain_timeout = timeout(value, limits.drain_timeout, true);

@@ -566,6 +566,7 @@ const ErrorCase kErrorCases[] = {
      "limits: { drain_timeout: true }\n",
      {{1, 26, "expected a duration such as \"10s\", got boolean true"}}},
     {"busy_poll_unit", "limits: { busy_poll: 50us }\n", {{1, 22, "unknown unit \"us\""}}},
+    {"busy_poll_too_long", "limits: { busy_poll: 2s }\n", {{1, 22, "must be at most 1s"}}},
     {"size_unit", "cache: { max_size: 10XB }\n", {{1, 20, "unknown unit \"XB\""}}},
     {"size_zero", "cache: { max_size: 0 }\n", {{1, 20, "must be from 1B to"}}},
     {"size_overflow", "cache: { max_size: 99999999999999999999 }\n", {{1, 20, "too large"}}},
