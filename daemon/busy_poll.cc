@@ -21,7 +21,6 @@ void BusyPoll::setWindow(std::chrono::milliseconds window) {
   if (window_ns_ == 0) {
     uv_check_stop(&check_);
     uv_idle_stop(&idle_);
-    spinning_ = false;
     return;
   }
   seen_activity_ = activity_;
@@ -34,16 +33,12 @@ void BusyPoll::onCheck() {
   if (activity_ != seen_activity_) {
     seen_activity_ = activity_;
     last_active_ns_ = now;
-    if (!spinning_) {
-      spinning_ = true;
-      // The callback does nothing: an active idle handle alone makes the
-      // next poll return at once.
-      uv_idle_start(&idle_, [](uv_idle_t*) {});
-    }
+    // The callback does nothing: an active idle handle alone makes the next
+    // poll return at once. Starting an active handle again is a no-op.
+    uv_idle_start(&idle_, [](uv_idle_t*) {});
     return;
   }
-  if (spinning_ && now - last_active_ns_ >= window_ns_) {
-    spinning_ = false;
+  if (spinning() && now - last_active_ns_ >= window_ns_) {
     uv_idle_stop(&idle_);
   }
 }
@@ -53,7 +48,6 @@ void BusyPoll::close() {
     return;
   }
   closed_ = true;
-  spinning_ = false;
   uv_close(reinterpret_cast<uv_handle_t*>(&check_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&idle_), nullptr);
 }

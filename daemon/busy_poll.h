@@ -38,7 +38,7 @@ class BusyPoll {
   static void noteActivity() { ++activity_; }
 
   // For tests: whether the loop is currently kept polling.
-  bool spinning() const { return spinning_; }
+  bool spinning() const { return uv_is_active(reinterpret_cast<const uv_handle_t*>(&idle_)) != 0; }
 
  private:
   void onCheck();
@@ -48,7 +48,6 @@ class BusyPoll {
   uint64_t window_ns_ = 0;
   uint64_t seen_activity_ = 0;
   uint64_t last_active_ns_ = 0;
-  bool spinning_ = false;
   bool closed_ = false;
   // The daemon runs one loop thread; reads happen on it only.
   static inline uint64_t activity_ = 0;
