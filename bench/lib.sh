@@ -135,8 +135,8 @@ limits:
   max_connections: 100000
   max_connections_per_client: 100000
   idle_timeout: 1h
-  busy_poll: ${BUSY_POLL:-0}
-log:
+${BUSY_POLL:+  busy_poll: $BUSY_POLL
+}log:
   level: info
   decisions: $d/decisions.log
 EOF
@@ -487,7 +487,7 @@ bench_header() {
   echo "rounds:   $ROUNDS interleaved (direct and proxies back to back per test, order reversed every other round); ${SECS}s per wrk/tunnel run, $LAT_COUNT latency samples"
   echo "binary:   build/bench/daemon/switchyard, built $(date -u -r "$BENCH_ROOT/build/bench/daemon/switchyard" '+%Y-%m-%d %H:%M UTC')$([ -n "$BUILD" ] || echo ' (--no-build)')"
   echo "priority: $([ -n "$BOOST" ] && echo 'rounds under SCHED_FIFO 50 (proxies, nginx, clients), setup at nice -20' || echo 'normal (--no-boost)')"
-  echo "config:   limits.busy_poll ${BUSY_POLL:-0} (see docs/CONFIG.md)"
+  echo "config:   limits.busy_poll ${BUSY_POLL:-as shipped (200us)} (see docs/CONFIG.md)"
   # A VM guest's idle loop: with halt polling off (0), every wake-up of a
   # sleeping CPU is a VM exit and entry, tens of µs (BENCHMARKS.md).
   local hp=/sys/module/haltpoll/parameters/guest_halt_poll_ns

@@ -14,8 +14,8 @@
 #   --no-build   measure build/bench as it is instead of running make bench
 #   --tests LIST only these of "ka50 ka400 dl1g dl8 tun lat lat_t" (quoted,
 #                space-separated), and no idle-tunnel measurement
-#   --busy-poll D  run Switchyard with limits.busy_poll D (e.g. 1ms; default 0,
-#                off, as shipped)
+#   --busy-poll D  run Switchyard with limits.busy_poll D (e.g. 0 for off,
+#                1ms; default: the shipped default, 200us)
 #
 # Builds the Release tree (make bench) and the load client, installs wrk and
 # nginx-light when missing, starts nginx (origin) and the daemon on ephemeral

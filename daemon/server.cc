@@ -96,7 +96,7 @@ Server::Server(uv_loop_t* loop, LiveConfigPtr config, DecisionLog* decisions, Op
   size_t idle_bound = idleUpstreamBound(rt_.config->config().limits);
   pool_->setLimits(idle_bound, idle_bound);
   busy_poll_ = std::make_unique<BusyPoll>(loop_);
-  busy_poll_->setWindow(rt_.config->config().limits.busy_poll);
+  busy_poll_->setLimit(rt_.config->config().limits.busy_poll);
   rt_.resolver = resolver_.get();
   rt_.connector = connector_.get();
   rt_.pool = pool_.get();
@@ -552,7 +552,7 @@ bool Server::reloadConfig() {
   resolver_->setOverrides(new_config.resolve);
   size_t idle_bound = idleUpstreamBound(new_config.limits);
   pool_->setLimits(idle_bound, idle_bound);
-  busy_poll_->setWindow(new_config.limits.busy_poll);
+  busy_poll_->setLimit(new_config.limits.busy_poll);
   rt_.config = std::move(live);
   spdlog::info("config reloaded (generation {})", generation);
   return true;

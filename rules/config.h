@@ -90,9 +90,9 @@ struct LimitsConfig {
   uint32_t max_header_bytes = 65536;
   uint32_t max_connections_per_client = 1000;
   std::chrono::milliseconds drain_timeout{30'000};
-  // After activity, keep polling without sleeping this long (0: off). See
-  // daemon/busy_poll.h.
-  std::chrono::milliseconds busy_poll{0};
+  // After activity, keep polling without sleeping for an adaptive window of
+  // at most this long (0: off). See daemon/busy_poll.h.
+  std::chrono::microseconds busy_poll{200};
 };
 
 struct LogConfig {

@@ -89,11 +89,13 @@ struct Unit {
   uint64_t factor;
 };
 
-constexpr std::array<Unit, 4> kDurationUnits{{
-    {"ms", 1},
-    {"s", 1000},
-    {"m", 60 * 1000},
-    {"h", 3600 * 1000},
+// In microseconds; "us" only where the caller asks for that resolution.
+constexpr std::array<Unit, 5> kDurationUnits{{
+    {"us", 1},
+    {"ms", 1000},
+    {"s", 1000 * 1000},
+    {"m", 60 * 1000 * 1000},
+    {"h", 3600ULL * 1000 * 1000},
 }};
 
 constexpr uint64_t kKilo = 1000;
@@ -132,7 +134,13 @@ std::string lower(std::string_view text) {
 
 }  // namespace
 
-std::optional<std::chrono::milliseconds> parseDuration(std::string_view text, std::string* error) {
+namespace {
+
+// Both resolutions share one parser: the sum in microseconds, exact.
+std::optional<std::chrono::microseconds> parseMicroseconds(std::string_view text, bool allow_micro,
+                                                           std::string* error) {
+  const char* unit_list = allow_micro ? "us, ms, s, m or h" : "ms, s, m or h";
+  const char* resolution = allow_micro ? "microseconds" : "milliseconds";
   if (text.empty()) {
     setError(error, "empty duration (write e.g. \"10s\")");
     return std::nullopt;
@@ -142,9 +150,9 @@ std::optional<std::chrono::milliseconds> parseDuration(std::string_view text, st
     return std::nullopt;
   }
   if (text == "0") {
-    return std::chrono::milliseconds{0};
+    return std::chrono::microseconds{0};
   }
-  const unsigned __int128 max_ms = static_cast<uint64_t>(kMaxDuration.count());
+  const unsigned __int128 max_us = static_cast<uint64_t>(kMaxDuration.count()) * 1000;
   unsigned __int128 total = 0;
   size_t pos = 0;
   while (pos < text.size()) {
@@ -158,18 +166,18 @@ std::optional<std::chrono::milliseconds> parseDuration(std::string_view text, st
     }
     std::string_view unit_name = text.substr(unit_start, pos - unit_start);
     if (unit_name.empty()) {
-      setError(error, "missing unit in " + quoted(text) + " (use ms, s, m or h, e.g. \"10s\")");
+      setError(error, "missing unit in " + quoted(text) + " (use " + unit_list + ", e.g. \"10s\")");
       return std::nullopt;
     }
     const Unit* unit = nullptr;
     for (const Unit& candidate : kDurationUnits) {
-      if (candidate.name == unit_name) {
+      if (candidate.name == unit_name && (allow_micro || candidate.factor != 1)) {
         unit = &candidate;
       }
     }
     if (unit == nullptr) {
-      setError(error, "unknown unit " + quoted(unit_name) + " in " + quoted(text) +
-                          " (use ms, s, m or h)");
+      setError(error, "unknown unit " + quoted(unit_name) + " in " + quoted(text) + " (use " +
+                          unit_list + ")");
       return std::nullopt;
     }
     unsigned __int128 part = 0;
@@ -177,17 +185,36 @@ std::optional<std::chrono::milliseconds> parseDuration(std::string_view text, st
       if (number.overflow) {
         setError(error, "duration " + quoted(text) + " is too long");
       } else {
-        setError(error, "duration " + quoted(text) + " is not a whole number of milliseconds");
+        setError(error, "duration " + quoted(text) + " is not a whole number of " + resolution);
       }
       return std::nullopt;
     }
     total += part;
-    if (total > max_ms) {
+    if (total > max_us) {
       setError(error, "duration " + quoted(text) + " is too long (at most 100 years)");
       return std::nullopt;
     }
   }
-  return std::chrono::milliseconds{static_cast<int64_t>(total)};
+  if (!allow_micro && total % 1000 != 0) {
+    setError(error, "duration " + quoted(text) + " is not a whole number of milliseconds");
+    return std::nullopt;
+  }
+  return std::chrono::microseconds{static_cast<int64_t>(total)};
+}
+
+}  // namespace
+
+std::optional<std::chrono::milliseconds> parseDuration(std::string_view text, std::string* error) {
+  std::optional<std::chrono::microseconds> micros = parseMicroseconds(text, false, error);
+  if (!micros) {
+    return std::nullopt;
+  }
+  return std::chrono::duration_cast<std::chrono::milliseconds>(*micros);
+}
+
+std::optional<std::chrono::microseconds> parseFineDuration(std::string_view text,
+                                                           std::string* error) {
+  return parseMicroseconds(text, true, error);
 }
 
 std::optional<uint64_t> parseSize(std::string_view text, std::string* error) {
@@ -246,8 +273,8 @@ std::string formatDuration(std::chrono::milliseconds duration) {
     ms = 0 - ms;
   }
   for (const Unit& unit :
-       {kDurationUnits[3], kDurationUnits[2], kDurationUnits[1], kDurationUnits[0]}) {
-    uint64_t factor = unit.factor;
+       {kDurationUnits[4], kDurationUnits[3], kDurationUnits[2], kDurationUnits[1]}) {
+    uint64_t factor = unit.factor / 1000;
     if (ms >= factor) {
       out += std::to_string(ms / factor) + std::string(unit.name);
       ms %= factor;

@@ -23,6 +23,11 @@ inline constexpr std::chrono::milliseconds kMaxDuration{100LL * 365 * 24 * 3600 
 // kMaxDuration. On failure *error says why (when error is not null).
 std::optional<std::chrono::milliseconds> parseDuration(std::string_view text, std::string* error);
 
+// The same syntax with the unit "us" too, to the microsecond, for the few
+// settings measured in microseconds (limits.busy_poll).
+std::optional<std::chrono::microseconds> parseFineDuration(std::string_view text,
+                                                           std::string* error);
+
 // A byte count: a plain decimal number of bytes, or a number followed by a
 // unit. Units are case-insensitive: B; K, KB, M, MB, G, GB, T, TB, P, PB are
 // decimal (powers of 1000, as disk vendors and the SI use them); Ki, KiB,

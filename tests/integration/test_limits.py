@@ -134,9 +134,15 @@ class BusyPollTest(unittest.TestCase):
     sleeps again once it stops (an idle daemon must not burn a core)."""
 
     def test_serves_and_goes_back_to_sleep(self):
+        # The shipped default (200us), a long window, and microseconds.
+        for limits in ({}, {"busy_poll": "5ms"}, {"busy_poll": "1ms500us"}):
+            with self.subTest(limits=limits):
+                self.serve_then_idle(limits)
+
+    def serve_then_idle(self, limits):
         tick = os.sysconf("SC_CLK_TCK")
         with Origin() as origin:
-            d = Daemon(config=proxy_config(limits={"busy_poll": "5ms"}))
+            d = Daemon(config=proxy_config(limits=limits))
             try:
                 for i in range(20):
                     r = curl(origin.url("/b%d" % i), proxy=d.proxy_url)

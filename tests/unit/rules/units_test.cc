@@ -67,6 +67,50 @@ TEST(UnitsTest, ParseDuration) {
   }
 }
 
+TEST(UnitsTest, ParseFineDurationAlsoTakesMicroseconds) {
+  struct FineCase {
+    const char* text;
+    std::optional<int64_t> us;
+    const char* error = "";
+  };
+  const FineCase kCases[] = {
+      {"200us", 200},
+      {"0us", 0},
+      {"0", 0},
+      {"1ms", 1'000},
+      {"1ms500us", 1'500},
+      {"0.2ms", 200},
+      {"1.5us", std::nullopt, "whole number of microseconds"},
+      {"0.0001ms", std::nullopt, "whole number of microseconds"},
+      {"1s", 1'000'000},
+      {"1h", 3'600'000'000},
+      {"876000h", 3'153'600'000'000'000},
+      {"876001h", std::nullopt, "too long"},
+      {"5µs", std::nullopt, "unknown unit"},
+      {"5US", std::nullopt, "unknown unit \"US\""},
+      {"5", std::nullopt, "use us, ms, s, m or h"},
+      {"-1us", std::nullopt, "negative"},
+  };
+  for (const FineCase& c : kCases) {
+    SCOPED_TRACE(c.text);
+    std::string error;
+    std::optional<std::chrono::microseconds> got = parseFineDuration(c.text, &error);
+    if (c.us) {
+      ASSERT_TRUE(got.has_value()) << error;
+      EXPECT_EQ(got->count(), *c.us);
+    } else {
+      EXPECT_FALSE(got.has_value()) << got->count();
+      EXPECT_NE(error.find(c.error), std::string::npos) << error;
+    }
+  }
+  // The millisecond parser still refuses what it cannot hold.
+  std::string error;
+  EXPECT_FALSE(parseDuration("0.2ms", &error).has_value());
+  EXPECT_NE(error.find("whole number of milliseconds"), std::string::npos) << error;
+  EXPECT_FALSE(parseDuration("1ms500us", &error).has_value());
+  EXPECT_NE(error.find("use ms, s, m or h"), std::string::npos) << error;
+}
+
 struct SizeCase {
   const char* text;
   std::optional<uint64_t> bytes;
