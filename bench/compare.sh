@@ -2,7 +2,7 @@
 # Switchyard and Debian's squid (5.7) measured the same way in one run: each
 # figure a ratio to a direct connection, plus Switchyard's ratio to squid.
 #
-# Usage: bench/compare.sh [--quick] [--rounds N] [--seconds S] [--floor] [--no-boost] [--no-build] [--tests LIST] [--busy-poll D]
+# Usage: bench/compare.sh [--quick] [--rounds N] [--seconds S] [--floor] [--no-boost] [--no-build] [--tests LIST] [--busy-poll D] [--no-splice]
 #   (options as in bench/proxy.sh)
 #
 # Installs squid, wrk and nginx-light when missing. Squid runs in the

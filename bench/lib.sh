@@ -136,6 +136,7 @@ limits:
   max_connections_per_client: 100000
   idle_timeout: 1h
 ${BUSY_POLL:+  busy_poll: $BUSY_POLL
+}${SPLICE:+  splice: $SPLICE
 }log:
   level: info
   decisions: $d/decisions.log
@@ -375,6 +376,7 @@ bench_parse_args() {
       --no-build) BUILD= ;;
       --tests) TESTS=$2; SKIP_IDLE=1; shift ;;
       --busy-poll) BUSY_POLL=$2; shift ;;
+      --no-splice) SPLICE=false ;;
       -h|--help)
         sed -n '2,/^set /p' "$0" | sed -n 's/^# \{0,1\}//p'
         exit 0 ;;
@@ -487,7 +489,7 @@ bench_header() {
   echo "rounds:   $ROUNDS interleaved (direct and proxies back to back per test, order reversed every other round); ${SECS}s per wrk/tunnel run, $LAT_COUNT latency samples"
   echo "binary:   build/bench/daemon/switchyard, built $(date -u -r "$BENCH_ROOT/build/bench/daemon/switchyard" '+%Y-%m-%d %H:%M UTC')$([ -n "$BUILD" ] || echo ' (--no-build)')"
   echo "priority: $([ -n "$BOOST" ] && echo 'rounds under SCHED_FIFO 50 (proxies, nginx, clients), setup at nice -20' || echo 'normal (--no-boost)')"
-  echo "config:   limits.busy_poll ${BUSY_POLL:-as shipped (200us)} (see docs/CONFIG.md)"
+  echo "config:   limits.busy_poll ${BUSY_POLL:-as shipped (200us)}, limits.splice ${SPLICE:-as shipped (true)} (see docs/CONFIG.md)"
   # A VM guest's idle loop: with halt polling off (0), every wake-up of a
   # sleeping CPU is a VM exit and entry, tens of µs (BENCHMARKS.md).
   local hp=/sys/module/haltpoll/parameters/guest_halt_poll_ns

@@ -2,7 +2,7 @@
 # Proxy core speed: Switchyard against a direct connection, measured in the
 # same run, interleaved. Prints a markdown table (docs/BENCHMARKS.md).
 #
-# Usage: bench/proxy.sh [--quick] [--rounds N] [--seconds S] [--floor] [--no-boost] [--no-build] [--tests LIST] [--busy-poll D]
+# Usage: bench/proxy.sh [--quick] [--rounds N] [--seconds S] [--floor] [--no-boost] [--no-build] [--tests LIST] [--busy-poll D] [--no-splice]
 #   --quick      3 rounds of 2 s runs and 3,000 latency samples (~1.5 min,
 #                plus the build)
 #   --rounds N   interleaved rounds, at least 3 (default 7)
@@ -16,6 +16,8 @@
 #                space-separated), and no idle-tunnel measurement
 #   --busy-poll D  run Switchyard with limits.busy_poll D (e.g. 0 for off,
 #                1ms; default: the shipped default, 200us)
+#   --no-splice  run Switchyard with limits.splice false (tunnels copy
+#                through memory instead of splice(2))
 #
 # Builds the Release tree (make bench) and the load client, installs wrk and
 # nginx-light when missing, starts nginx (origin) and the daemon on ephemeral

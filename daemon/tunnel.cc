@@ -18,9 +18,13 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
+#include "daemon/busy_poll.h"
 #include "daemon/destination.h"
 #include "daemon/metrics.h"
 #include "daemon/net_address.h"
+#include "daemon/splice_pipe.h"
 #include "daemon/write_now.h"
 #include "rules/config_loader.h"
 
@@ -46,7 +50,8 @@ Tunnel::Tunnel(Params&& p)
       decision_(std::move(p.decision)),
       record_(std::move(p.record)),
       start_ms_(p.start_ms),
-      via_token_(std::move(p.via_token)) {
+      via_token_(std::move(p.via_token)),
+      splice_(config_->config().limits.splice) {
   client_.tunnel = this;
   client_.peer = &upstream_;
   client_.tcp = p.client;
@@ -321,6 +326,12 @@ void Tunnel::Side::allocBlock(uv_handle_t* handle, size_t suggested, uv_buf_t* b
     *buf = uv_buf_init(nullptr, 0);
     return;
   }
+  if (side->large_reads && side->tunnel->spliceReady(*side)) {
+    BusyPoll::noteActivity();
+    side->splice_next = true;
+    *buf = uv_buf_init(nullptr, 0);
+    return;
+  }
   if (side->large_reads) {
     allocLargeReadBuffer(handle, suggested, buf);
   } else {
@@ -337,7 +348,11 @@ void Tunnel::Side::readDone(uv_stream_t* stream, ssize_t nread, const uv_buf_t* 
 
 void Tunnel::Side::onRead(ssize_t nread, BufferRef block) {
   if (nread == UV_ENOBUFS) {
-    return;  // we declined a read (startReading); the data waits in the kernel
+    if (splice_next) {
+      splice_next = false;
+      tunnel->spliceFrom(*this);
+    }
+    return;  // else we declined a read (startReading); the data waits in the kernel
   }
   // A read of a standard block's worth or more is a bulk transfer, which
   // goes faster in large blocks; a smaller one goes back to standard blocks.
@@ -442,6 +457,61 @@ void Tunnel::relay(Side& from, BufferRef block, const char* at, size_t len) {
       uv_stream_get_write_queue_size(asStream(to.tcp)) > kHighWater) {
     from.throttled = true;
     stopReading(from);
+  }
+}
+
+// Splicing keeps the byte order only while nothing is queued for the peer
+// (bytes pipelined after the CONNECT head, a rest of an earlier transfer).
+bool Tunnel::spliceReady(const Side& from) const {
+  const Side& to = *from.peer;
+  return splice_ && phase_ == Phase::kRelaying && !failing_ && !to.shutdown_sent &&
+         uv_stream_get_write_queue_size(reinterpret_cast<const uv_stream_t*>(to.tcp)) == 0 &&
+         SplicePipe::get() != nullptr;
+}
+
+// `from` is readable: up to a pipe's worth of its bytes go to the peer
+// without a copy. The bytes the peer would not take now leave the pipe
+// into pool blocks and are written like read bytes, which also throttles
+// `from` (relay) until the peer catches up.
+void Tunnel::spliceFrom(Side& from) {
+  if (!spliceReady(from)) {
+    return;  // the next read copies
+  }
+  Side& to = *from.peer;
+  uv_os_fd_t from_fd = -1;
+  uv_os_fd_t to_fd = -1;
+  if (uv_fileno(reinterpret_cast<uv_handle_t*>(from.tcp), &from_fd) != 0 ||
+      uv_fileno(reinterpret_cast<uv_handle_t*>(to.tcp), &to_fd) != 0) {
+    return;
+  }
+  SplicePipe* pipe = SplicePipe::get();
+  SplicePipe::Transfer t = pipe->move(from_fd, to_fd);
+  if (t.taken == UV_EAGAIN) {
+    return;
+  }
+  if (t.taken <= 0) {
+    onSideRead(from, t.taken == 0 ? UV_EOF : t.taken, BufferRef());
+    return;
+  }
+  from.large_reads = t.taken >= static_cast<ssize_t>(BufferPool::kBlockSize);
+  from.bytes_read += static_cast<uint64_t>(t.taken);
+  last_activity_ms_ = uv_now(rt_->loop());
+  if (t.to_error != 0) {
+    finish(to.name);
+    return;
+  }
+  // Every byte leaves the pipe, even if the tunnel ends on the way: the
+  // next transfer, maybe another tunnel's, needs it empty.
+  for (size_t left = t.left; left > 0;) {
+    BufferRef block = BufferRef::make(left > BufferPool::kBlockSize);
+    size_t n = pipe->readLeft(block.data(), std::min(left, block.size()));
+    if (n == 0) {
+      break;
+    }
+    left -= n;
+    if (phase_ == Phase::kRelaying) {
+      relay(from, std::move(block), nullptr, n);
+    }
   }
 }
 

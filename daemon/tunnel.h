@@ -84,8 +84,11 @@ class Tunnel : public Session, public ResponseReader::Listener {
     // wanted: libuv would read again at once; we decline once (see
     // Side::onRead) and wait for the next poll.
     bool yield_next_read = false;
-    // The last read was at least a standard block: read into large blocks.
+    // The last read was at least a standard block: read into large blocks,
+    // or splice (Tunnel::spliceReady).
     bool large_reads = false;
+    // allocBlock declined the read so that onRead splices instead.
+    bool splice_next = false;
     void onRead(ssize_t nread, BufferRef block);
     static void allocBlock(uv_handle_t* handle, size_t suggested, uv_buf_t* buf);
     static void readDone(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf);
@@ -122,6 +125,8 @@ class Tunnel : public Session, public ResponseReader::Listener {
   void startReading(Side& side);
   void stopReading(Side& side);
   void relay(Side& from, BufferRef block, const char* at, size_t len);
+  bool spliceReady(const Side& from) const;
+  void spliceFrom(Side& from);
   void maybeFinishHalfClose();
   std::string nextHopName() const;
 
@@ -157,6 +162,8 @@ class Tunnel : public Session, public ResponseReader::Listener {
   bool logged_ = false;
   bool disposed_ = false;
   bool failing_ = false;  // an error answer is being written to the client
+  // limits.splice when the tunnel started.
+  bool splice_ = false;
 };
 
 }  // namespace switchyard

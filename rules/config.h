@@ -93,6 +93,9 @@ struct LimitsConfig {
   // After activity, keep polling without sleeping for an adaptive window of
   // at most this long (0: off). See daemon/busy_poll.h.
   std::chrono::microseconds busy_poll{200};
+  // Bulk tunnel bytes move socket to socket with splice(2), not through
+  // memory. See daemon/splice_pipe.h.
+  bool splice = true;
 };
 
 struct LogConfig {

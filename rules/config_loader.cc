@@ -295,15 +295,16 @@ constexpr std::array<std::string_view, 3> kCacheKeys{"dir", "max_size", "mutable
 constexpr std::array<std::string_view, 5> kAccessKeys{"allow_clients", "connect_ports",
                                                       "deny_private_destinations", "users_file",
                                                       "admin_allow_clients"};
-constexpr std::array<std::string_view, 9> kLimitsKeys{"max_connections",
-                                                      "header_timeout",
-                                                      "idle_timeout",
-                                                      "connect_timeout",
-                                                      "response_timeout",
-                                                      "max_header_bytes",
-                                                      "max_connections_per_client",
-                                                      "drain_timeout",
-                                                      "busy_poll"};
+constexpr std::array<std::string_view, 10> kLimitsKeys{"max_connections",
+                                                       "header_timeout",
+                                                       "idle_timeout",
+                                                       "connect_timeout",
+                                                       "response_timeout",
+                                                       "max_header_bytes",
+                                                       "max_connections_per_client",
+                                                       "drain_timeout",
+                                                       "busy_poll",
+                                                       "splice"};
 constexpr std::array<std::string_view, 3> kLogKeys{"level", "format", "decisions"};
 constexpr std::array<std::string_view, 4> kActions{"direct", "upstream", "mirror", "deny"};
 constexpr std::array<std::string_view, 6> kLogLevels{"trace", "debug", "info",
@@ -1047,6 +1048,8 @@ class Loader {
         limits.connect_timeout = timeout(value, limits.connect_timeout, false);
       } else if (key == "response_timeout") {
         limits.response_timeout = timeout(value, limits.response_timeout, false);
+      } else if (key == "splice") {
+        limits.splice = readBool(value).value_or(limits.splice);
       } else if (key == "busy_poll") {
         // Each burst of traffic keeps a core busy this long afterwards: a
         // window of seconds or minutes can only be a slip of the unit.

@@ -153,6 +153,7 @@ TEST(ConfigLoaderTest, DesignExampleLoadsWithEveryValue) {
   EXPECT_EQ(c.limits.max_connections_per_client, 1000u);
   EXPECT_EQ(c.limits.drain_timeout, milliseconds(30'000));
   EXPECT_EQ(c.limits.busy_poll, std::chrono::microseconds(200));
+  EXPECT_TRUE(c.limits.splice);
   EXPECT_EQ(c.log.level, "info");
   EXPECT_EQ(c.log.format, "text");
   EXPECT_EQ(c.log.decisions, "stderr");
@@ -267,6 +268,7 @@ TEST(ConfigLoaderTest, UnitsAndNumbers) {
       "  response_timeout: 2m\n"
       "  drain_timeout: 0s\n"
       "  busy_poll: 1ms500us\n"
+      "  splice: false\n"
       "  max_header_bytes: 64KiB\n"
       "  max_connections: 1\n"
       "  max_connections_per_client: 4294967295\n");
@@ -278,6 +280,7 @@ TEST(ConfigLoaderTest, UnitsAndNumbers) {
   EXPECT_EQ(c.limits.response_timeout, milliseconds(120'000));
   EXPECT_EQ(c.limits.drain_timeout, milliseconds(0));
   EXPECT_EQ(c.limits.busy_poll, std::chrono::microseconds(1500));
+  EXPECT_FALSE(c.limits.splice);
   EXPECT_EQ(c.limits.max_header_bytes, 65536u);
   EXPECT_EQ(c.limits.max_connections, 1u);
   EXPECT_EQ(c.limits.max_connections_per_client, 4294967295u);
@@ -570,6 +573,9 @@ const ErrorCase kErrorCases[] = {
      "limits: { busy_poll: 0.5us }\n",
      {{1, 22, "whole number of microseconds"}}},
     {"timeout_micro", "limits: { idle_timeout: 500us }\n", {{1, 25, "unknown unit \"us\""}}},
+    {"splice_not_bool",
+     "limits: { splice: 1 }\n",
+     {{1, 19, "limits.splice: expected true or false, got integer 1"}}},
     {"busy_poll_too_long", "limits: { busy_poll: 2s }\n", {{1, 22, "must be at most 1s"}}},
     {"size_unit", "cache: { max_size: 10XB }\n", {{1, 20, "unknown unit \"XB\""}}},
     {"size_zero", "cache: { max_size: 0 }\n", {{1, 20, "must be from 1B to"}}},
