@@ -13,6 +13,7 @@
 //       (through a proxy: CONNECT target, read the 200), send one GET with
 //       `Connection: close`, read the answer to EOF, close.
 //   loadclient latency --target H:P [--proxy H:P] [--tunnel] [--count 10000] [--path /1k]
+//                      [--gap-us N]   (pause N µs between requests: paced traffic)
 //       sequential GETs on one keep-alive connection, direct, through the
 //       proxy in absolute form, or (--tunnel) inside one CONNECT tunnel;
 //       prints p50/p99/mean in microseconds.
@@ -432,7 +433,15 @@ int runLatency(const Options& o) {
   std::string request = getHead(target, o.str("path", "/1k"), via_proxy && !tunnel, false);
   std::vector<double> us;
   us.reserve(static_cast<size_t>(count));
+  std::chrono::microseconds gap(o.num("gap-us", 0));
+  Clock::time_point wall0 = Clock::now();
   for (long i = 0; i < warmup + count; ++i) {
+    if (gap.count() > 0) {
+      std::this_thread::sleep_for(gap);
+    }
+    if (i == warmup) {
+      wall0 = Clock::now();
+    }
     Clock::time_point t0 = Clock::now();
     conn.sendAll(request);
     std::string head = conn.readHead();
@@ -453,8 +462,9 @@ int runLatency(const Options& o) {
   auto pct = [&](double p) {
     return us[static_cast<size_t>(p * static_cast<double>(us.size() - 1))];
   };
-  std::printf("count=%zu p50_us=%.1f p99_us=%.1f mean_us=%.1f\n", us.size(), pct(0.50), pct(0.99),
-              mean);
+  double wall = std::chrono::duration<double>(Clock::now() - wall0).count();
+  std::printf("count=%zu p50_us=%.1f p99_us=%.1f mean_us=%.1f seconds=%.3f\n", us.size(), pct(0.50),
+              pct(0.99), mean, wall);
   return 0;
 }
 

@@ -110,29 +110,6 @@ class ConnectTest(unittest.TestCase):
         self.assertEqual(rec["closed_by"], "client")
         self.assertEqual(rec["bytes_in"], len(payload))
 
-    def test_large_transfer_both_ways(self):
-        payload = os.urandom(8 << 20)
-        s = self.connect("127.0.0.1:%d" % self.echo.port)
-        head = recv_until(s, b"\r\n\r\n")
-        self.assertTrue(head.startswith(b"HTTP/1.1 200 "))
-        received = []
-
-        def reader():
-            n = 0
-            while n < len(payload):
-                b = s.recv(1 << 16)
-                if not b:
-                    break
-                received.append(b)
-                n += len(b)
-
-        t = threading.Thread(target=reader)
-        t.start()
-        s.sendall(payload)
-        t.join(60)
-        self.assertEqual(b"".join(received), payload)
-        s.close()
-
     def test_port_not_in_connect_ports_is_403(self):
         with self.connect("127.0.0.1:25") as s:
             reply = recv_all(s)

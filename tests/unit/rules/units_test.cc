@@ -13,9 +13,25 @@ using std::chrono::milliseconds;
 
 struct DurationCase {
   const char* text;
-  std::optional<int64_t> ms;  // nullopt: must be refused
-  const char* error = "";     // substring of the reason when refused
+  std::optional<int64_t> count;  // in the parser's unit; nullopt: must be refused
+  const char* error = "";        // substring of the reason when refused
 };
+
+template <size_t N, typename Parse>
+void expectDurations(const DurationCase (&cases)[N], Parse parse) {
+  for (const DurationCase& c : cases) {
+    SCOPED_TRACE(c.text);
+    std::string error;
+    auto got = parse(c.text, &error);
+    if (c.count) {
+      ASSERT_TRUE(got.has_value()) << error;
+      EXPECT_EQ(got->count(), *c.count);
+    } else {
+      EXPECT_FALSE(got.has_value()) << got->count();
+      EXPECT_NE(error.find(c.error), std::string::npos) << error;
+    }
+  }
+}
 
 TEST(UnitsTest, ParseDuration) {
   const DurationCase kCases[] = {
@@ -53,27 +69,11 @@ TEST(UnitsTest, ParseDuration) {
       {"18446744073709551616ms", std::nullopt, "too long"},
       {"1.1234567891s", std::nullopt, "too many decimal places"},
   };
-  for (const DurationCase& c : kCases) {
-    SCOPED_TRACE(c.text);
-    std::string error;
-    std::optional<milliseconds> got = parseDuration(c.text, &error);
-    if (c.ms) {
-      ASSERT_TRUE(got.has_value()) << error;
-      EXPECT_EQ(got->count(), *c.ms);
-    } else {
-      EXPECT_FALSE(got.has_value()) << got->count();
-      EXPECT_NE(error.find(c.error), std::string::npos) << error;
-    }
-  }
+  expectDurations(kCases, parseDuration);
 }
 
 TEST(UnitsTest, ParseFineDurationAlsoTakesMicroseconds) {
-  struct FineCase {
-    const char* text;
-    std::optional<int64_t> us;
-    const char* error = "";
-  };
-  const FineCase kCases[] = {
+  const DurationCase kCases[] = {
       {"200us", 200},
       {"0us", 0},
       {"0", 0},
@@ -91,18 +91,7 @@ TEST(UnitsTest, ParseFineDurationAlsoTakesMicroseconds) {
       {"5", std::nullopt, "use us, ms, s, m or h"},
       {"-1us", std::nullopt, "negative"},
   };
-  for (const FineCase& c : kCases) {
-    SCOPED_TRACE(c.text);
-    std::string error;
-    std::optional<std::chrono::microseconds> got = parseFineDuration(c.text, &error);
-    if (c.us) {
-      ASSERT_TRUE(got.has_value()) << error;
-      EXPECT_EQ(got->count(), *c.us);
-    } else {
-      EXPECT_FALSE(got.has_value()) << got->count();
-      EXPECT_NE(error.find(c.error), std::string::npos) << error;
-    }
-  }
+  expectDurations(kCases, parseFineDuration);
   // The millisecond parser still refuses what it cannot hold.
   std::string error;
   EXPECT_FALSE(parseDuration("0.2ms", &error).has_value());
