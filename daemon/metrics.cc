@@ -291,6 +291,10 @@ std::string Metrics::render() const {
                "Open CONNECT tunnels (relaying or intercepted), a subset of the connections.",
                "gauge", std::to_string(tunnels_active_));
   bytes_.render(&out);
+  renderScalar(&out, "switchyard_tunnel_spliced_bytes_total",
+               "Tunnel bytes moved socket to socket with splice(2), without a copy "
+               "(limits.splice).",
+               "counter", std::to_string(spliced_bytes_));
   upstream_attempts_.render(&out);
   cache_.render(&out);
   renderScalar(&out, "switchyard_cache_evictions_total",

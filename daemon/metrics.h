@@ -111,6 +111,8 @@ class Metrics {
   void countUpstreamAttempt(std::string_view result);
   void countCache(CacheResult result);
   void countCacheEvictions(uint64_t n = 1);
+  // Tunnel bytes moved with splice(2) instead of copied (limits.splice).
+  void addSplicedBytes(uint64_t n) { spliced_bytes_ += n; }
   void setCacheBytes(uint64_t bytes) { cache_bytes_ = bytes; }
   // Time decide() took for one request.
   void observeDecisionMicros(uint64_t micros) { decision_duration_.observe(micros); }
@@ -164,6 +166,7 @@ class Metrics {
   CounterFamily cache_;
   Histogram decision_duration_;
   uint64_t cache_evictions_ = 0;
+  uint64_t spliced_bytes_ = 0;
   uint64_t cache_bytes_ = 0;
   uint64_t connections_active_ = 0;
   uint64_t tunnels_active_ = 0;

@@ -2,9 +2,11 @@
 // splice(2), through a pipe, without copying them into user space.
 //
 // Why: a tunnel that reads into memory and writes back out copies every
-// byte twice on the proxy's core; on the 8 x 256 MiB benchmark that core is
-// the bottleneck (BENCHMARKS.md). splice() hands the socket buffer's pages
-// to the pipe and from the pipe to the other socket: no copy in either step.
+// byte twice on the proxy's core, through 1 MiB blocks; with several bulk
+// tunnels at once those blocks crowd the caches and the proxy's core is the
+// bottleneck (BENCHMARKS.md, 8 x 256 MiB). splice() hands the socket
+// buffer's pages to the pipe and from the pipe to the other socket: the
+// proxy never touches the bytes. Tunnel::spliceReady says when it is used.
 // HAProxy's `option splice-auto` does the same for its TCP relays.
 //
 // One pipe serves the whole loop: a transfer runs within one read callback

@@ -43,6 +43,8 @@ class Tunnel : public Session, public ResponseReader::Listener {
   // block) queued per direction.
   static constexpr size_t kHighWater = 256 * 1024;
   static constexpr size_t kLowWater = 64 * 1024;
+  // Splice only while this many tunnel directions move bulk data.
+  static constexpr size_t kMinBulkForSplice = 2;
 
   struct Params {
     Runtime* rt = nullptr;
@@ -85,8 +87,15 @@ class Tunnel : public Session, public ResponseReader::Listener {
     // Side::onRead) and wait for the next poll.
     bool yield_next_read = false;
     // The last read was at least a standard block: read into large blocks,
-    // or splice (Tunnel::spliceReady).
+    // or splice (Tunnel::spliceReady). Set through setBulk, which keeps
+    // bulk_directions_ counted.
     bool large_reads = false;
+    void setBulk(bool bulk) {
+      if (bulk != large_reads) {
+        bulk ? ++bulk_directions_ : --bulk_directions_;
+        large_reads = bulk;
+      }
+    }
     // allocBlock declined the read so that onRead splices instead.
     bool splice_next = false;
     void onRead(ssize_t nread, BufferRef block);
@@ -97,7 +106,7 @@ class Tunnel : public Session, public ResponseReader::Listener {
   };
 
   explicit Tunnel(Params&& params);
-  ~Tunnel() override = default;
+  ~Tunnel() override;
 
   // The callback chain.
   void resolveNextHop();
@@ -164,6 +173,8 @@ class Tunnel : public Session, public ResponseReader::Listener {
   bool failing_ = false;  // an error answer is being written to the client
   // limits.splice when the tunnel started.
   bool splice_ = false;
+  // Tunnel directions in the loop whose last read was bulk (one thread).
+  static inline size_t bulk_directions_ = 0;
 };
 
 }  // namespace switchyard

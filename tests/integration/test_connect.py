@@ -7,8 +7,8 @@ import tempfile
 import threading
 import unittest
 
-from harness import (Daemon, Origin, TcpServer, curl, make_cert, pattern_sha256, proxy_config,
-                     raw_exchange, recv_all, recv_until)
+from harness import (Daemon, Origin, TcpServer, admin_port, curl, make_cert, pattern_sha256,
+                     proxy_config, raw_exchange, recv_all, recv_until, scrape_metrics, wait_until)
 
 
 def echo_until_eof(conn):
@@ -234,8 +234,8 @@ class SpliceTest(unittest.TestCase):
         cls.echo = TcpServer(echo)
         ports = (cls.source.port, cls.echo.port)
         cls.daemons = {
-            splice: Daemon(config=proxy_config(connect_ports=ports,
-                                               limits={"splice": splice}))
+            splice: Daemon(config=proxy_config(connect_ports=ports, limits={"splice": splice},
+                                               extra='admin: "127.0.0.1:0"\n'))
             for splice in ("true", "false")}
 
     @classmethod
@@ -317,3 +317,53 @@ class SpliceTest(unittest.TestCase):
                 s, first = self.tunnel(d, self.source.port)
                 self.assertEqual(hashlib.sha256(first + recv_all(s, 30)).hexdigest(), BULK_SHA)
                 s.close()
+
+    def spliced_bytes(self, d):
+        return scrape_metrics(admin_port(d))["switchyard_tunnel_spliced_bytes_total"]
+
+    def download(self, socks, chunk=1 << 20):
+        """Reads each (socket, first bytes) to EOF, all at once; checks them."""
+        digests = [None] * len(socks)
+
+        def read(i, s, first):
+            h = hashlib.sha256(first)
+            while True:
+                b = s.recv(chunk)
+                if not b:
+                    break
+                h.update(b)
+            s.close()
+            digests[i] = h.hexdigest()
+
+        threads = [threading.Thread(target=read, args=(i, s, first))
+                   for i, (s, first) in enumerate(socks)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        self.assertEqual(digests, [BULK_SHA] * len(socks))
+
+    def test_splice_only_while_two_bulk_tunnels_share_the_loop(self):
+        # (downloads at once, limits.splice, slow readers) -> whether bytes
+        # were spliced. Slow readers (a small window, small reads) make the
+        # proxy's writes to them short: the pipe's rest goes through memory.
+        cases = ((1, "true", False, False), (2, "true", True, False), (3, "true", True, False),
+                 (2, "true", True, True), (2, "false", False, False))
+        for at_once, splice, spliced, slow in cases:
+            with self.subTest(at_once=at_once, splice=splice, slow=slow):
+                d = self.daemons[splice]
+                port = admin_port(d)
+                wait_until(lambda: scrape_metrics(port)["switchyard_tunnels_active"] == 0,
+                           what="earlier tunnels closed")
+                before = self.spliced_bytes(d)
+                # All tunnels open before any is read: their bytes pile up
+                # and every download direction is bulk at the same time.
+                rcvbuf, chunk = (8192, 4096) if slow else (None, 1 << 20)
+                self.download([self.tunnel(d, self.source.port, rcvbuf) for _ in range(at_once)],
+                              chunk)
+                moved = self.spliced_bytes(d) - before
+                if spliced:
+                    self.assertGreater(moved, 0)
+                    self.assertLessEqual(moved, at_once * len(BULK))
+                else:
+                    self.assertEqual(moved, 0)

@@ -186,6 +186,7 @@ TEST(MetricsTest, EveryFamilyIsDeclaredOnceWithItsType) {
       {"switchyard_connections_active", "gauge"},
       {"switchyard_tunnels_active", "gauge"},
       {"switchyard_bytes_total", "counter"},
+      {"switchyard_tunnel_spliced_bytes_total", "counter"},
       {"switchyard_upstream_attempts_total", "counter"},
       {"switchyard_cache_total", "counter"},
       {"switchyard_cache_evictions_total", "counter"},
@@ -261,7 +262,8 @@ TEST(MetricsTest, FixedSeriesExistAtZero) {
        {"switchyard_bytes_total{direction=\"in\"}", "switchyard_bytes_total{direction=\"out\"}",
         "switchyard_cache_total{result=\"hit\"}", "switchyard_cache_total{result=\"miss\"}",
         "switchyard_cache_total{result=\"stale\"}", "switchyard_connections_active",
-        "switchyard_tunnels_active", "switchyard_cache_evictions_total", "switchyard_cache_bytes",
+        "switchyard_tunnels_active", "switchyard_tunnel_spliced_bytes_total",
+        "switchyard_cache_evictions_total", "switchyard_cache_bytes",
         "switchyard_log_dropped_lines_total", "switchyard_config_generation",
         "switchyard_config_last_reload_success", "switchyard_config_last_reload_timestamp_seconds",
         "switchyard_decision_duration_microseconds_count"}) {
@@ -363,6 +365,8 @@ TEST(MetricsTest, GaugesAndConfig) {
   m.setCacheBytes(123456789012ull);
   m.countCacheEvictions();
   m.countCacheEvictions(4);
+  m.addSplicedBytes(1 << 20);
+  m.addSplicedBytes(7);
   m.setConfigGeneration(3);
   m.recordReload(false, 1764064800);
   m.setDroppedLinesSource([] { return uint64_t{42}; });
@@ -371,6 +375,7 @@ TEST(MetricsTest, GaugesAndConfig) {
   EXPECT_EQ(sample(text, "switchyard_tunnels_active"), 0);
   EXPECT_EQ(sample(text, "switchyard_cache_bytes"), 123456789012ll);
   EXPECT_EQ(sample(text, "switchyard_cache_evictions_total"), 5);
+  EXPECT_EQ(sample(text, "switchyard_tunnel_spliced_bytes_total"), (1 << 20) + 7);
   EXPECT_EQ(sample(text, "switchyard_config_generation"), 3);
   EXPECT_EQ(sample(text, "switchyard_config_last_reload_success"), 0);
   EXPECT_EQ(sample(text, "switchyard_config_last_reload_timestamp_seconds"), 1764064800);
