@@ -20,10 +20,11 @@ Instance& instance() {
 }
 
 // What splice() answers for a pair it cannot join (a kernel or socket type
-// without splice support): not the connection's fault, so the tunnels go
-// on copying.
+// without splice support), or a seccomp filter that forbids it (EPERM, the
+// errno of our own unit's SystemCallErrorNumber): not the connection's
+// fault, so the tunnels go on copying.
 bool unsupported(int error) {
-  return error == EINVAL || error == ENOSYS || error == EOPNOTSUPP;
+  return error == EINVAL || error == ENOSYS || error == EOPNOTSUPP || error == EPERM;
 }
 
 }  // namespace

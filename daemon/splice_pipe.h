@@ -28,7 +28,8 @@ class SplicePipe {
 
   // The loop's pipe, created on first use; nullptr when this process cannot
   // have one now (no descriptor left) or splice() refused a socket once
-  // (EINVAL, ENOSYS, EOPNOTSUPP): then tunnels copy, as without splice.
+  // (EINVAL, ENOSYS, EOPNOTSUPP, EPERM): then tunnels copy, as without
+  // splice.
   static SplicePipe* get();
 
   struct Transfer {

@@ -15,6 +15,7 @@
 #include <cerrno>
 #include <chrono>
 #include <csignal>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <string>
@@ -222,6 +223,30 @@ TEST_F(SplicePipeTest, ADestinationThatResetIsAnErrorAndLeavesThePipeEmpty) {
   sendAll(in2.far, "clean");
   moveAll(pipe_, in2.near, out2.near, 5);
   EXPECT_EQ(recvExactly(out2.far, 5), "clean");
+}
+
+TEST_F(SplicePipeTest, ADestinationSpliceRefusesTurnsSplicingOffAndKeepsTheBytes) {
+  // splice() into a file opened for appending is EINVAL: the stand-in for a
+  // kernel, socket type or seccomp filter that refuses.
+  char path[] = "/tmp/sy-splice-XXXXXX";
+  int file = ::mkstemp(path);
+  ASSERT_GE(file, 0);
+  ::unlink(path);
+  ASSERT_EQ(::fcntl(file, F_SETFL, O_APPEND), 0);
+  TcpPair in;
+  sendAll(in.far, "kept in order");
+  ASSERT_TRUE(readable(in.near));
+  SplicePipe::Transfer t = pipe_->move(in.near, file);
+  EXPECT_EQ(t.taken, 13);
+  EXPECT_EQ(t.to_error, 0) << "not the connection's fault";
+  ASSERT_EQ(t.left, 13u);
+  std::string rest(t.left, '\0');
+  ASSERT_EQ(pipe_->readLeft(rest.data(), rest.size()), 13u);
+  EXPECT_EQ(rest, "kept in order");
+  EXPECT_EQ(SplicePipe::get(), nullptr) << "tunnels copy from now on";
+  ::close(file);
+  SplicePipe::enableAgain();
+  EXPECT_EQ(SplicePipe::get(), pipe_);
 }
 
 }  // namespace
