@@ -81,13 +81,13 @@ Tunnel::Tunnel(Params&& p)
 // ---------------------------------------------------------------------------
 // The callback chain.
 
-// The next hop is the target itself (direct) or the parent proxy
-// (upstream); only the parent's name and port come from the rule's URL.
 Tunnel::~Tunnel() {
   client_.setBulk(false);
   upstream_.setBulk(false);
 }
 
+// The next hop is the target itself (direct) or the parent proxy
+// (upstream); only the parent's name and port come from the rule's URL.
 void Tunnel::resolveNextHop() {
   if (decision_.action == rules::Action::kUpstream) {
     ProxyError error;
@@ -394,6 +394,7 @@ void Tunnel::onSideRead(Side& side, ssize_t nread, BufferRef block) {
     // otherwise uv_shutdown waits for them);
     // the other direction keeps flowing until it ends too.
     side.eof = true;
+    side.setBulk(false);  // no longer one of the bulk directions
     stopReading(side);
     if (first_eof_ == nullptr) {
       first_eof_ = side.name;
@@ -506,13 +507,13 @@ void Tunnel::spliceFrom(Side& from) {
   }
   from.setBulk(t.taken >= static_cast<ssize_t>(BufferPool::kBlockSize));
   from.bytes_read += static_cast<uint64_t>(t.taken);
-  if (rt_->metrics != nullptr) {
-    rt_->metrics->addSplicedBytes(static_cast<uint64_t>(t.taken) - t.left);
-  }
   last_activity_ms_ = uv_now(rt_->loop());
   if (t.to_error != 0) {
     finish(to.name);
     return;
+  }
+  if (rt_->metrics != nullptr) {
+    rt_->metrics->addSplicedBytes(static_cast<uint64_t>(t.taken) - t.left);
   }
   // Every byte leaves the pipe, even if the tunnel ends on the way: the
   // next transfer, maybe another tunnel's, needs it empty.

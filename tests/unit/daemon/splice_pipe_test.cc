@@ -116,6 +116,16 @@ class SplicePipeTest : public ::testing::Test {
     pipe_ = SplicePipe::get();
     ASSERT_NE(pipe_, nullptr);
   }
+  // The pipe is empty: a transfer between new sockets carries only their
+  // own bytes.
+  void expectNextTransferCarriesOnly(const std::string& text) {
+    TcpPair in;
+    TcpPair out;
+    sendAll(in.far, text);
+    moveAll(pipe_, in.near, out.near, text.size());
+    EXPECT_EQ(recvExactly(out.far, text.size()), text);
+  }
+
   SplicePipe* pipe_ = nullptr;
 };
 
@@ -192,12 +202,7 @@ TEST_F(SplicePipeTest, WhatAFullDestinationDoesNotTakeComesOutOfThePipeInOrder) 
       EXPECT_TRUE(at_out + rest == data.substr(0, spliced + rest.size())) << "order";
     }
   }
-  // The pipe is empty again: the next transfer carries only new bytes.
-  TcpPair in2;
-  TcpPair out2;
-  sendAll(in2.far, "fresh");
-  moveAll(pipe_, in2.near, out2.near, 5);
-  EXPECT_EQ(recvExactly(out2.far, 5), "fresh");
+  expectNextTransferCarriesOnly("fresh");
 }
 
 TEST_F(SplicePipeTest, ADestinationThatResetIsAnErrorAndLeavesThePipeEmpty) {
@@ -218,11 +223,7 @@ TEST_F(SplicePipeTest, ADestinationThatResetIsAnErrorAndLeavesThePipeEmpty) {
     to_error = t.to_error;
   }
   EXPECT_TRUE(to_error == -ECONNRESET || to_error == -EPIPE) << to_error;
-  TcpPair in2;
-  TcpPair out2;
-  sendAll(in2.far, "clean");
-  moveAll(pipe_, in2.near, out2.near, 5);
-  EXPECT_EQ(recvExactly(out2.far, 5), "clean");
+  expectNextTransferCarriesOnly("clean");
 }
 
 TEST_F(SplicePipeTest, ADestinationSpliceRefusesTurnsSplicingOffAndKeepsTheBytes) {
